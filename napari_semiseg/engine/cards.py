@@ -1,0 +1,223 @@
+"""Model cards: one YAML per configuration, read into typed dataclasses.
+
+A card says everything needed to build, feed and train a network: the network and its
+channels, the patch, the spacing and intensity preprocessing, the sliding-window settings
+and the default training recipe. All sizes are in **(z, y, x)** order, like every array in
+the package (the LA papers quote their patch as 112×112×80 in x, y, z: here it is
+``[80, 112, 112]``).
+
+Cards ship in ``models/`` at the repository root, which is installed inside the package as
+``napari_semiseg/models`` so that a non-editable install finds them too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import SemisegError
+
+
+class CardError(SemisegError):
+    """A model card is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Which network to build.
+
+    Attributes:
+        name: ``"vnet"`` (the LA papers' V-Net) or ``"unet-small"`` (a light 3-D U-Net).
+        in_channels: image channels.
+        num_classes: output classes, background included.
+        base_filters: channels of the first stage; memory and time grow with its square.
+        normalization: ``"batchnorm"``, ``"instancenorm"`` or ``"none"``.
+        dropout: build the Dropout3d layers (MC dropout, the papers' ``has_dropout``).
+        dropout_rate: their probability.
+    """
+
+    name: str = "vnet"
+    in_channels: int = 1
+    num_classes: int = 2
+    base_filters: int = 16
+    normalization: str = "batchnorm"
+    dropout: bool = True
+    dropout_rate: float = 0.5
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a volume becomes network input.
+
+    Attributes:
+        target_spacing: resample to this (z, y, x) spacing in mm first; None keeps the grid.
+        intensity: ``"zscore"`` (per volume), ``"window"`` (clip to ``window`` then scale to
+            0..1, then z-score as the pancreas protocol does) or ``"none"``.
+        window: (low, high) intensity window, e.g. CT HU −125..275.
+    """
+
+    target_spacing: tuple[float, float, float] | None = None
+    intensity: str = "zscore"
+    window: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """Sliding-window settings.
+
+    Attributes:
+        stride: window step along (z, y, x) in voxels for the papers' dense grid; None
+            means ``overlap`` decides.
+        overlap: fraction of the patch shared by neighbouring windows (our faster default).
+        blending: ``"constant"`` (the papers) or ``"gaussian"``.
+        window_batch: windows per network call; memory grows linearly with it.
+        largest_component: keep only the largest connected foreground component.
+    """
+
+    stride: tuple[int, int, int] | None = None
+    overlap: float = 0.5
+    blending: str = "constant"
+    window_batch: int = 4
+    largest_component: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """The default training recipe (a method may override its own hyperparameters).
+
+    Attributes:
+        method: default method name (``"supervised"``, ``"mean-teacher"``, ...).
+        iterations: optimiser steps.
+        batch_labeled, batch_unlabeled: the two halves of each batch.
+        optimizer: ``"sgd"`` or ``"adamw"``.
+        lr, momentum, weight_decay: optimiser settings.
+        schedule: ``"step"`` (lr·gamma^⌊t/step_size⌋), ``"poly"`` (lr·(1−t/horizon)^0.9)
+            or ``"constant"``.
+        step_size, gamma: for ``"step"``.
+        poly_horizon: for ``"poly"``; None means ``iterations``.
+        validate_every, checkpoint_every: in iterations.
+        seed: random seed.
+        method_params: hyperparameters of the default method.
+    """
+
+    method: str = "supervised"
+    iterations: int = 6000
+    batch_labeled: int = 2
+    batch_unlabeled: int = 2
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    step_size: int = 2500
+    gamma: float = 0.1
+    poly_horizon: int | None = None
+    validate_every: int = 200
+    checkpoint_every: int = 500
+    seed: int = 1337
+    method_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One shipped or user configuration; see the module docstring."""
+
+    name: str
+    description: str
+    modality: str
+    network: NetworkSpec
+    patch_size: tuple[int, int, int]
+    preprocessing: Preprocessing = Preprocessing()
+    inference: InferenceSpec = InferenceSpec()
+    training: TrainingSpec = TrainingSpec()
+    source: str | None = None
+
+    def to_dict(self) -> dict:
+        """Plain data (lists, not tuples) that ``card_from_dict`` reads back."""
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **changes) -> "ModelCard":
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _tuple_or_none(value):
+    return None if value is None else tuple(value)
+
+
+def _build(cls, data: dict | None, where: str):
+    data = dict(data or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise CardError(f"{where}: unknown key(s) {sorted(unknown)}; expected some of {sorted(names)}")
+    for f in dataclasses.fields(cls):
+        if f.name in data and isinstance(data[f.name], list):
+            data[f.name] = tuple(data[f.name])
+    return cls(**data)
+
+
+def card_from_dict(data: dict, where: str = "card") -> ModelCard:
+    """Validate plain data (a parsed YAML) into a ``ModelCard``."""
+    if not isinstance(data, dict):
+        raise CardError(f"{where}: a model card must be a mapping")
+    missing = {"name", "network", "patch_size"} - set(data)
+    if missing:
+        raise CardError(f"{where}: missing key(s) {sorted(missing)}")
+    patch = tuple(int(p) for p in data["patch_size"])
+    if len(patch) != 3 or min(patch) < 8:
+        raise CardError(f"{where}: patch_size must be three sizes ≥ 8 in (z, y, x), got {patch}")
+    training = dict(data.get("training") or {})
+    params = training.pop("method_params", {}) or {}
+    try:
+        return ModelCard(
+            name=str(data["name"]),
+            description=str(data.get("description", "")),
+            modality=str(data.get("modality", "MR")),
+            network=_build(NetworkSpec, data["network"], f"{where}: network"),
+            patch_size=patch,
+            preprocessing=_build(Preprocessing, data.get("preprocessing"), f"{where}: preprocessing"),
+            inference=_build(InferenceSpec, data.get("inference"), f"{where}: inference"),
+            training=dataclasses.replace(_build(TrainingSpec, training, f"{where}: training"),
+                                         method_params=dict(params)),
+            source=data.get("source"),
+        )
+    except TypeError as exc:
+        raise CardError(f"{where}: {exc}") from None
+
+
+def shipped_cards_dir() -> Path:
+    """The folder of the cards installed with the package."""
+    return Path(str(resources.files("napari_semiseg") / "models"))
+
+
+def shipped_card_names() -> list[str]:
+    return sorted(p.stem for p in shipped_cards_dir().glob("*.yaml"))
+
+
+def load_card(name_or_path: str | Path) -> ModelCard:
+    """Load a card from a YAML path, or by the name of a shipped card (``"cpu-small"``)."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = shipped_cards_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise CardError(f"{name_or_path}: no such model card (shipped cards: "
+                        f"{', '.join(shipped_card_names())})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise CardError(f"{path}: not valid YAML ({exc})") from None
+    card = card_from_dict(data, where=str(path))
+    return dataclasses.replace(card, source=str(path))
