@@ -1,0 +1,27 @@
+"""Volumes with their geometry: read, validate and write them (numpy, SimpleITK, h5py only).
+
+Every array is indexed (z, y, x), napari's order; spacing and origin are (z, y, x) in mm;
+direction is SimpleITK's (x, y, z) row-major 3×3 matrix. Every failure a user can cause is a
+``napari_semiseg.errors.VolumeError`` reading "PATH: problem".
+"""
+
+from ..errors import GeometryMismatchError, VolumeError
+from ._atomic import atomic_path, atomic_write_bytes, atomic_write_with, fsync_directory
+from ._dicom import list_dicom_series
+from ._formats import SUFFIX_FORMATS, WRITABLE_SUFFIXES, detect_format
+from ._h5 import LA_SPACING_MM
+from ._la import LA_CASE_FILE, LA_TRAINING_FOLDER, LACase, la_case_paths, read_case_list
+from ._read import read_label, read_volume
+from ._validate import check_finite, label_storage_dtype, validate_label
+from ._volume import IDENTITY_DIRECTION, Geometry, Volume
+from ._write import write_label, write_volume
+
+__all__ = [
+    "IDENTITY_DIRECTION", "LA_CASE_FILE", "LA_SPACING_MM", "LA_TRAINING_FOLDER",
+    "SUFFIX_FORMATS", "WRITABLE_SUFFIXES", "Geometry", "GeometryMismatchError",
+    "VolumeError", "LACase", "Volume", "atomic_path",
+    "atomic_write_bytes", "atomic_write_with", "check_finite", "detect_format",
+    "fsync_directory", "la_case_paths", "label_storage_dtype", "list_dicom_series",
+    "read_case_list", "read_label", "read_volume", "validate_label", "write_label",
+    "write_volume",
+]
