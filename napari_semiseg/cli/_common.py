@@ -1,0 +1,65 @@
+"""What several subcommands share: the project argument and plain-text tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..errors import SemisegError
+
+#: Environment variable naming the project when the PROJECT argument is left out.
+PROJECT_ENV = "SEMISEG_PROJECT"
+
+
+def add_project_argument(parser: argparse.ArgumentParser) -> None:
+    """An optional positional PROJECT, defaulting to ``$SEMISEG_PROJECT``."""
+    parser.add_argument("project", nargs="?", metavar="PROJECT",
+                        help=f"the project folder (default: ${PROJECT_ENV})")
+
+
+def project_folder(given: str | None) -> str:
+    """The project folder given on the command line, else ``$SEMISEG_PROJECT``.
+
+    Raises:
+        SemisegError: neither is set.
+    """
+    folder = given or os.environ.get(PROJECT_ENV)
+    if not folder:
+        raise SemisegError(f"no project given: name the PROJECT folder or set ${PROJECT_ENV}")
+    return folder
+
+
+def open_project(given: str | None):
+    """Open the project named on the command line (or by ``$SEMISEG_PROJECT``)."""
+    from ..project import Project
+    return Project.open(project_folder(given))
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
+                 right_aligned: Sequence[int] = ()) -> str:
+    """A plain-text table: a header line, a rule, then one line per row."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max([len(header)] + [len(row[i]) for row in cells])
+              for i, header in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [value.rjust(width) if i in right_aligned else value.ljust(width)
+                 for i, (value, width) in enumerate(zip(values, widths))]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(list(headers)), rule, *(line(row) for row in cells)])
+
+
+def progress_printer(verb: str):
+    """A ``progress(done, total, name)`` callback that redraws one stderr line on a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(done: int, total: int, name: str) -> None:
+        end = "\n" if done == total else ""
+        print(f"\r{verb} {done}/{total} {name}\033[K", end=end, file=sys.stderr, flush=True)
+
+    return report

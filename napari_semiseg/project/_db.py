@@ -1,0 +1,109 @@
+"""The SQLite connection of a project: pragmas, write transactions, a lock for threads.
+
+Two processes (the napari window and a CLI training run, say) may write to one project at
+once. SQLite serialises writers; what we add is:
+
+- WAL journal, so readers never block the writer and the writer never blocks readers;
+- ``busy_timeout``, so a writer waits for the other one instead of failing at once;
+- ``BEGIN IMMEDIATE`` for every write transaction, so the write lock is taken up front: a
+  deferred transaction that reads first and upgrades later can fail with SQLITE_BUSY without
+  the busy handler ever being called;
+- one ``RLock`` per connection, so napari worker threads can share the ``Project`` object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ProjectError
+from ._schema import schema_version
+
+#: How long a writer waits for another process's write transaction before giving up (ms).
+BUSY_TIMEOUT_MS = 60_000
+
+
+def _unopenable(path: Path, error: Exception) -> ProjectError:
+    return ProjectError(f"{path}: cannot open the project catalogue ({error})")
+
+
+class Database:
+    """One connection to ``project.db`` in autocommit mode, with explicit transactions.
+
+    Args:
+        path: the database file.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        # isolation_level=None: no implicit BEGIN; transactions are ours, see write().
+        try:
+            self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
+                                         isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise _unopenable(self.path, error) from None
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            # FULL makes each commit durable on its own (WAL + NORMAL could lose the last
+            # commits on power loss, and a label the clinician saw saved must stay saved).
+            self._conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as error:
+            self._conn.close()
+            raise _unopenable(self.path, error) from None
+        if mode.lower() != "wal":
+            self._conn.close()
+            raise ProjectError(f"{self.path}: the file system refuses SQLite's WAL mode ({mode})")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def query(self, sql: str, parameters=()) -> list[sqlite3.Row]:
+        """Run a read-only statement and return all its rows."""
+        with self._lock:
+            return self._conn.execute(sql, parameters).fetchall()
+
+    def query_one(self, sql: str, parameters=()) -> sqlite3.Row | None:
+        rows = self.query(sql, parameters)
+        return rows[0] if rows else None
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
+
+        The lock is held from BEGIN on, so callers may write files inside the block knowing
+        that no other writer (``collect_garbage`` of another process included) runs meanwhile.
+        """
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise ProjectError(f"{self.path}: cannot write to the project catalogue ({error}); "
+                                   "another process may hold it") from None
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        """The catalogue's schema version (0 for a new, empty database)."""
+        with self._lock:
+            return schema_version(self._conn)
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own check plus the foreign keys; ``["ok"]`` when all is well."""
+        with self._lock:
+            checks = [row[0] for row in self._conn.execute("PRAGMA integrity_check")]
+            dangling = self._conn.execute("PRAGMA foreign_key_check").fetchall()
+        problems = [line for line in checks if line != "ok"]
+        problems += [f"foreign key: {tuple(row)}" for row in dangling]
+        return problems or ["ok"]

@@ -1,0 +1,119 @@
+"""The catalogue's tables and their migrations.
+
+``MIGRATIONS[n]`` holds the statements that bring a catalogue from schema version ``n`` to
+``n + 1``; a new project runs them all. A later release appends to the list and never edits
+an entry, so every project can be brought forward, step by step, inside one transaction.
+
+Label versions and the identity of model versions are protected by triggers: normal use can
+neither update nor delete them, whatever code path tries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..errors import ProjectError
+
+LABEL_KINDS: tuple[str, ...] = ("gold", "prediction", "pseudo", "corrected")
+"""Provenance of a label version: imported ground truth, a model's output, a pseudo-label
+made for training, a clinician's correction."""
+
+SPLITS: tuple[str, ...] = ("labelled", "unlabelled", "validation", "test")
+"""The role of a case in training and evaluation."""
+
+_KINDS_SQL = ", ".join(f"'{kind}'" for kind in LABEL_KINDS)
+_SPLITS_SQL = ", ".join(f"'{split}'" for split in SPLITS)
+
+_VERSION_1 = [
+    """CREATE TABLE schema_version (version INTEGER NOT NULL)""",
+    """CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)""",
+    f"""CREATE TABLE cases (
+        id TEXT PRIMARY KEY,
+        image_path TEXT NOT NULL,            -- relative to the project when copied in
+        geometry TEXT NOT NULL,              -- JSON, Geometry.to_dict()
+        modality TEXT NOT NULL,
+        split TEXT NOT NULL CHECK (split IN ({_SPLITS_SQL})),
+        intensity_stats TEXT,                -- JSON or NULL until computed
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE models (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        card TEXT NOT NULL,                  -- JSON
+        checkpoint_path TEXT NOT NULL UNIQUE, -- relative to the project
+        sha256 TEXT NOT NULL,
+        parent_id INTEGER REFERENCES models(id),
+        method TEXT NOT NULL,
+        config TEXT NOT NULL,                -- JSON
+        metrics TEXT NOT NULL,               -- JSON
+        created TEXT NOT NULL
+    )""",
+    f"""CREATE TABLE label_versions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id TEXT NOT NULL REFERENCES cases(id),
+        kind TEXT NOT NULL CHECK (kind IN ({_KINDS_SQL})),
+        parent_id INTEGER REFERENCES label_versions(id),
+        model_id INTEGER REFERENCES models(id),
+        author TEXT,
+        created TEXT NOT NULL,
+        voxels_changed INTEGER NOT NULL,
+        foreground_voxels INTEGER NOT NULL,
+        path TEXT NOT NULL UNIQUE,           -- relative to the project
+        note TEXT,
+        sha256 TEXT NOT NULL
+    )""",
+    "CREATE INDEX label_versions_by_case ON label_versions (case_id, id)",
+    """CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        config TEXT NOT NULL,                -- JSON
+        result TEXT,                         -- JSON
+        started TEXT NOT NULL,
+        finished TEXT,
+        pid INTEGER,
+        host TEXT
+    )""",
+    """CREATE TRIGGER label_versions_never_updated BEFORE UPDATE ON label_versions
+       BEGIN SELECT RAISE(ABORT, 'label versions are never modified'); END""",
+    """CREATE TRIGGER label_versions_never_deleted BEFORE DELETE ON label_versions
+       BEGIN SELECT RAISE(ABORT, 'label versions are never deleted'); END""",
+    """CREATE TRIGGER models_identity_never_updated
+       BEFORE UPDATE OF id, card, checkpoint_path, sha256, parent_id, method, config, created
+       ON models
+       BEGIN SELECT RAISE(ABORT, 'model versions are never modified'); END""",
+    """CREATE TRIGGER models_never_deleted BEFORE DELETE ON models
+       BEGIN SELECT RAISE(ABORT, 'model versions are never deleted'); END""",
+    "INSERT INTO schema_version (version) VALUES (0)",
+]
+
+MIGRATIONS: list[list[str]] = [_VERSION_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The catalogue's schema version; 0 for an empty database."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if not exists:
+        return 0
+    return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, where: str) -> None:
+    """Bring the catalogue to ``SCHEMA_VERSION``; call inside a write transaction.
+
+    Raises:
+        ProjectError: the catalogue was written by a newer release.
+    """
+    current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise ProjectError(f"{where}: the project has schema version {current}, this "
+                           f"napari-semiseg knows up to {SCHEMA_VERSION}; upgrade napari-semiseg "
+                           "to open it")
+    if current == SCHEMA_VERSION:
+        return
+    for statements in MIGRATIONS[current:]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
