@@ -30,3 +30,7 @@ class GeometryMismatchError(VolumeError):
 
 class ProjectError(SemisegError):
     """The project folder or catalogue cannot do what was asked."""
+
+
+class Cancelled(SemisegError):
+    """The user asked long work (a prediction, pseudo-labelling) to stop; nothing partial was kept."""

@@ -8,6 +8,8 @@ notice that by itself; the io layer must.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -116,3 +118,13 @@ def test_write_where_the_folder_cannot_exist(tmp_path):
     with pytest.raises(VolumeError, match=r"cannot be written, nothing was saved"):
         write_label(destination, make_label(volume.shape), volume.geometry)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_atomic_files_are_readable_like_any_file_the_user_makes(tmp_path):
+    from napari_semiseg.io._atomic import atomic_write_bytes
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "label.bin", b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "label.bin").stat().st_mode) == 0o644

@@ -25,6 +25,7 @@ FORBIDDEN = {
     "project": GUI | {"torch", "monai"},
     "engine": GUI,
     "cli": GUI,
+    "samples": GUI | {"torch", "monai"},
 }
 
 

@@ -14,6 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fsync_directory(folder: Path) -> None:
     """Make a rename or creation inside ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
@@ -39,6 +45,8 @@ def atomic_path(destination: str | Path, suffix: str | None = None) -> Iterator[
                                     dir=destination.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600 files; a saved label should be as readable as any file the user makes.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as handle:

@@ -27,15 +27,12 @@ from torch import nn
 from ...errors import SemisegError
 from ...io._volume import Geometry, Volume
 from ._device import InferenceMemoryWarning, memory_fallbacks, release_cached_memory, resolve_device
+from ...errors import Cancelled  # noqa: F401  (re-exported)
 from ._postprocess import hard_labels, keep_largest_component
 from ._preprocess import prepare_input, to_input_grid
 from ._stepwise import run_stepwise
 from ._uncertainty import McStatistics, evaluation_mode, normalised_entropy
 from ._windows import WindowGrid, grid_for_card
-
-
-class Cancelled(SemisegError):
-    """The caller asked the prediction to stop; nothing was produced."""
 
 
 class InferenceError(SemisegError):
