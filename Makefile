@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 # The CPU build of torch: an upper bound below 2.14 takes the local CPU wheel instead of
 # ~2.6 GB of CUDA wheels. Users installing from setup.cfg get the broad torch>=2.1.
 TORCH_CPU := torch>=2.8,<2.14
-SHARED_DATA ?= ../shared/data
+SHARED_DATA ?= $(abspath ../shared/data)
 DEMO_DIR ?= demo-output
 
 .PHONY: demo test bench setup system-deps clean
@@ -43,7 +43,7 @@ demo: setup
 
 # The whole suite, GUI tests in real napari windows under Xvfb (pytest-xvfb starts it).
 test: setup
-	cd tests && ../$(PY) -m pytest -q -p no:cacheprovider --shared-data ../$(SHARED_DATA) .
+	cd tests && ../$(PY) -m pytest -q -p no:cacheprovider --shared-data $(SHARED_DATA) .
 
 bench: setup
 	$(PY) -m benchmarks.run_all --shared-data $(SHARED_DATA)

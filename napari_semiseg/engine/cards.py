@@ -27,6 +27,18 @@ class CardError(SemisegError):
     """A model card is missing or malformed."""
 
 
+#: Levels of the shipped networks when a card does not say (kept here, torch-free, so that
+#: a card's patch can be checked without building the network).
+DEFAULT_LEVELS = {"vnet": 5, "unet-small": 3}
+NORMALIZATIONS = ("batchnorm", "instancenorm", "none")
+INTENSITIES = ("zscore", "window", "none")
+BLENDINGS = ("constant", "gaussian")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "poly", "constant")
+TOP_LEVEL_KEYS = ("name", "description", "modality", "network", "patch_size", "preprocessing",
+                  "inference", "training", "source")
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """Which network to build.
@@ -39,6 +51,10 @@ class NetworkSpec:
         normalization: ``"batchnorm"``, ``"instancenorm"`` or ``"none"``.
         dropout: build the Dropout3d layers (MC dropout, the papers' ``has_dropout``).
         dropout_rate: their probability.
+        levels: resolutions of the U-shape (``unet-small``: default 3); None is the
+            network's own (the V-Net has exactly 5).
+        second_decoder: build a second ("student") decoder on the shared encoder, for the
+            dual-branch KD method.
     """
 
     name: str = "vnet"
@@ -48,6 +64,18 @@ class NetworkSpec:
     normalization: str = "batchnorm"
     dropout: bool = True
     dropout_rate: float = 0.5
+    levels: int | None = None
+    second_decoder: bool = False
+
+    @property
+    def resolved_levels(self) -> int:
+        """Resolutions of the U-shape, this spec's or the network's default."""
+        return self.levels or DEFAULT_LEVELS.get(self.name, 1)
+
+    @property
+    def input_multiple(self) -> int:
+        """Patch (and network input) sizes must be multiples of this: 2 ** downsamplings."""
+        return 2 ** (self.resolved_levels - 1)
 
 
 @dataclass(frozen=True)
@@ -176,13 +204,14 @@ def card_from_dict(data: dict, where: str = "card") -> ModelCard:
     missing = {"name", "network", "patch_size"} - set(data)
     if missing:
         raise CardError(f"{where}: missing key(s) {sorted(missing)}")
-    patch = tuple(int(p) for p in data["patch_size"])
-    if len(patch) != 3 or min(patch) < 8:
-        raise CardError(f"{where}: patch_size must be three sizes ≥ 8 in (z, y, x), got {patch}")
+    unknown = set(data) - set(TOP_LEVEL_KEYS)
+    if unknown:
+        raise CardError(f"{where}: unknown key(s) {sorted(unknown)}; expected some of {sorted(TOP_LEVEL_KEYS)}")
+    patch = _patch_size(data["patch_size"], where)
     training = dict(data.get("training") or {})
     params = training.pop("method_params", {}) or {}
     try:
-        return ModelCard(
+        card = ModelCard(
             name=str(data["name"]),
             description=str(data.get("description", "")),
             modality=str(data.get("modality", "MR")),
@@ -194,8 +223,79 @@ def card_from_dict(data: dict, where: str = "card") -> ModelCard:
                                          method_params=dict(params)),
             source=data.get("source"),
         )
-    except TypeError as exc:
+        _validate(card, where)
+    except TypeError as exc:  # a wrong type in the YAML (a string where a number belongs, …)
         raise CardError(f"{where}: {exc}") from None
+    return card
+
+
+def _patch_size(value, where: str) -> tuple[int, int, int]:
+    try:
+        patch = tuple(int(p) for p in value)
+    except (TypeError, ValueError):
+        raise CardError(f"{where}: patch_size must be three integers in (z, y, x), got {value!r}") from None
+    if len(patch) != 3 or min(patch) < 8:
+        raise CardError(f"{where}: patch_size must be three sizes ≥ 8 in (z, y, x), got {patch}")
+    return patch
+
+
+def _require(condition: bool, where: str, problem: str) -> None:
+    if not condition:
+        raise CardError(f"{where}: {problem}")
+
+
+def _one_of(value, choices: tuple, where: str, key: str) -> None:
+    _require(value in choices, where, f"{key} must be one of {list(choices)}, got {value!r}")
+
+
+def _validate(card: ModelCard, where: str) -> None:
+    """Values a network, the inferer or the trainer could not use, reported with the card's file."""
+    _validate_network(card.network, card.patch_size, where)
+    _validate_preprocessing(card.preprocessing, where)
+    _validate_inference(card.inference, card.patch_size, where)
+    _validate_training(card.training, where)
+
+
+def _validate_network(net: NetworkSpec, patch: tuple[int, int, int], where: str) -> None:
+    _one_of(net.normalization, NORMALIZATIONS, where, "network.normalization")
+    _require(net.in_channels >= 1 and net.num_classes >= 2, where,
+             "network needs in_channels ≥ 1 and num_classes ≥ 2 (background included)")
+    _require(net.base_filters >= 1, where, "network.base_filters must be ≥ 1")
+    _require(0.0 <= net.dropout_rate < 1.0, where, f"network.dropout_rate must be in [0, 1), got {net.dropout_rate}")
+    if net.name == "vnet":
+        _require(net.levels in (None, 5), where, f"network.levels: the V-Net has exactly 5, got {net.levels}")
+    _require(net.levels is None or net.levels >= 1, where, f"network.levels must be ≥ 1, got {net.levels}")
+    multiple = net.input_multiple
+    _require(all(p % multiple == 0 for p in patch), where,
+             f"patch_size {list(patch)} must be multiples of {multiple} for network {net.name!r}")
+
+
+def _validate_preprocessing(pre: Preprocessing, where: str) -> None:
+    _one_of(pre.intensity, INTENSITIES, where, "preprocessing.intensity")
+    if pre.target_spacing is not None:
+        _require(len(pre.target_spacing) == 3 and min(pre.target_spacing) > 0, where,
+                 f"preprocessing.target_spacing must be three positive mm in (z, y, x), got {pre.target_spacing}")
+    if pre.intensity == "window":
+        _require(pre.window is not None and len(pre.window) == 2 and pre.window[0] < pre.window[1], where,
+                 f"preprocessing.window must be [low, high] with low < high, got {pre.window}")
+
+
+def _validate_inference(inf: InferenceSpec, patch: tuple[int, int, int], where: str) -> None:
+    _one_of(inf.blending, BLENDINGS, where, "inference.blending")
+    _require(0.0 <= inf.overlap < 1.0, where, f"inference.overlap must be in [0, 1), got {inf.overlap}")
+    _require(inf.window_batch >= 1, where, "inference.window_batch must be ≥ 1")
+    if inf.stride is not None:
+        _require(len(inf.stride) == 3 and all(1 <= s <= p for s, p in zip(inf.stride, patch)), where,
+                 f"inference.stride must be three steps in 1..patch_size (z, y, x), got {list(inf.stride)}")
+
+
+def _validate_training(tr: TrainingSpec, where: str) -> None:
+    _one_of(tr.optimizer, OPTIMIZERS, where, "training.optimizer")
+    _one_of(tr.schedule, SCHEDULES, where, "training.schedule")
+    _require(tr.iterations >= 1 and tr.batch_labeled >= 1 and tr.batch_unlabeled >= 0, where,
+             "training needs iterations ≥ 1, batch_labeled ≥ 1 and batch_unlabeled ≥ 0")
+    _require(tr.lr > 0 and tr.step_size >= 1 and tr.validate_every >= 1 and tr.checkpoint_every >= 1, where,
+             "training needs lr > 0 and step_size, validate_every, checkpoint_every ≥ 1")
 
 
 def shipped_cards_dir() -> Path:

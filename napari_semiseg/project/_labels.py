@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import ProjectError
 from ..io import read_label, validate_label, write_label
+from ..io._volume import Geometry
 from ._files import sha256_of, unique_stem, utc_now
 from ._records import LabelVersion
 from ._schema import LABEL_KINDS
 
 #: Label files are gzipped NIfTI on the case's grid.
 LABEL_SUFFIX = ".nii.gz"
+
+
+class _PreparedLabel(NamedTuple):
+    """A checked label save, ready to be written inside a transaction."""
+
+    case_id: str
+    kind: str
+    labels: np.ndarray
+    geometry: Geometry
+    parent_id: int | None
+    model_id: int | None
+    changed: int
 
 
 class LabelStore:
@@ -41,6 +56,14 @@ class LabelStore:
             ProjectError: unknown case, kind, parent (or a parent of another case) or model.
             VolumeError: the array is not a valid label map for the case's grid.
         """
+        prepared = self._prepare_label(case_id, array, kind, parent_id, model_id)
+        with self._db.write() as conn:
+            version_id, _path = self._write_label(conn, prepared, author, note)
+        return self.label_version(version_id)
+
+    def _prepare_label(self, case_id: str, array: np.ndarray, kind: str,
+                       parent_id: int | None, model_id: int | None) -> "_PreparedLabel":
+        """Check a label save's arguments and count its changes (no write yet)."""
         if kind not in LABEL_KINDS:
             raise ProjectError(f"unknown label kind {kind!r}; use one of {', '.join(LABEL_KINDS)}")
         case = self.case(case_id)
@@ -51,19 +74,30 @@ class LabelStore:
             else int(np.count_nonzero(labels))
         if model_id is not None:
             self.model(model_id)
-        with self._db.write() as conn:
-            path = self.path_for("labels", f"{case_id}/{unique_stem(kind + '-')}{LABEL_SUFFIX}")
-            write_label(path, labels, case.geometry)
-            try:
-                cursor = self._insert_label_row(conn, (
-                    case_id, kind, parent_id, model_id, author, utc_now(), changed,
-                    int(np.count_nonzero(labels)), self._relative(path), note, sha256_of(path)))
-            except BaseException:
-                # No row will name the file: remove it now rather than leave it to collect_garbage.
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                raise
-        return self.label_version(cursor.lastrowid)
+        return _PreparedLabel(case_id, kind, labels, case.geometry, parent_id, model_id, changed)
+
+    def _write_label(self, conn, prepared: "_PreparedLabel", author: str | None,
+                     note: str | None) -> tuple[int, Path]:
+        """Write the label file, then its row, inside the caller's write transaction.
+
+        Returns:
+            The new version's id and its file (which the caller removes if its transaction
+            fails later).
+        """
+        case_id, kind = prepared.case_id, prepared.kind
+        path = self.path_for("labels", f"{case_id}/{unique_stem(kind + '-')}{LABEL_SUFFIX}")
+        write_label(path, prepared.labels, prepared.geometry)
+        try:
+            cursor = self._insert_label_row(conn, (
+                case_id, kind, prepared.parent_id, prepared.model_id, author, utc_now(),
+                prepared.changed, int(np.count_nonzero(prepared.labels)), self._relative(path),
+                note, sha256_of(path)))
+        except BaseException:
+            # No row will name the file: remove it now rather than leave it to collect_garbage.
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        return cursor.lastrowid, path
 
     @staticmethod
     def _insert_label_row(conn, values):

@@ -87,7 +87,43 @@ _VERSION_1 = [
     "INSERT INTO schema_version (version) VALUES (0)",
 ]
 
-MIGRATIONS: list[list[str]] = [_VERSION_1]
+SOFT_LABEL_KINDS: tuple[str, ...] = ("teacher", "corrected")
+"""Provenance of a soft label: a model's class probabilities as it made them, or those
+probabilities corrected against a gold or clinician-corrected label (the teacher team)."""
+
+_SOFT_KINDS_SQL = ", ".join(f"'{kind}'" for kind in SOFT_LABEL_KINDS)
+
+# Version 2: soft labels (class probabilities, quantised on disk) with their per-case
+# uncertainty summary, linked to the hard label version they go with and the model that made
+# them. Like label versions, they are never modified or deleted.
+_VERSION_2 = [
+    f"""CREATE TABLE soft_labels (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id TEXT NOT NULL REFERENCES cases(id),
+        label_version_id INTEGER NOT NULL REFERENCES label_versions(id),
+        model_id INTEGER REFERENCES models(id),
+        parent_id INTEGER REFERENCES soft_labels(id),   -- what a corrected one was corrected from
+        kind TEXT NOT NULL CHECK (kind IN ({_SOFT_KINDS_SQL})),
+        num_classes INTEGER NOT NULL,
+        encoding TEXT NOT NULL,              -- how the file stores probabilities
+        path TEXT NOT NULL UNIQUE,           -- relative to the project
+        sha256 TEXT NOT NULL,
+        created TEXT NOT NULL,
+        mean_entropy REAL NOT NULL,          -- normalised entropy (0..1), mean over voxels
+        max_entropy REAL NOT NULL,
+        mean_confidence REAL NOT NULL,       -- mean over voxels of the largest class probability
+        foreground_fraction REAL NOT NULL,   -- fraction of voxels whose argmax is not background
+        details TEXT NOT NULL                -- JSON: how it was made (correction steps...)
+    )""",
+    "CREATE INDEX soft_labels_by_case ON soft_labels (case_id, id)",
+    "CREATE INDEX soft_labels_by_label_version ON soft_labels (label_version_id)",
+    """CREATE TRIGGER soft_labels_never_updated BEFORE UPDATE ON soft_labels
+       BEGIN SELECT RAISE(ABORT, 'soft labels are never modified'); END""",
+    """CREATE TRIGGER soft_labels_never_deleted BEFORE DELETE ON soft_labels
+       BEGIN SELECT RAISE(ABORT, 'soft labels are never deleted'); END""",
+]
+
+MIGRATIONS: list[list[str]] = [_VERSION_1, _VERSION_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
