@@ -10,6 +10,9 @@ PIP := $(PY) -m pip
 TORCH_CPU := torch>=2.8,<2.14
 SHARED_DATA ?= $(abspath ../shared/data)
 DEMO_DIR ?= demo-output
+# CI may run with no locale: source files, messages and subprocess output are UTF-8.
+export PYTHONUTF8 := 1
+export LC_ALL := C.UTF-8
 
 .PHONY: demo test bench setup system-deps clean
 

@@ -30,7 +30,7 @@ FORBIDDEN = {
 
 
 def imported_roots(source: Path) -> set[str]:
-    tree = ast.parse(source.read_text(), filename=str(source))
+    tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
     roots = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
