@@ -37,6 +37,7 @@ class Maintenance:
 
     def _referenced_paths(self) -> set[Path]:
         rows = self._db.query("SELECT path FROM label_versions UNION ALL "
+                              "SELECT path FROM soft_labels UNION ALL "
                               "SELECT checkpoint_path FROM models UNION ALL "
                               "SELECT image_path FROM cases")
         return {self._absolute(row[0]) for row in rows}
@@ -44,13 +45,17 @@ class Maintenance:
     def check(self) -> list[str]:
         """Everything wrong with the project, as messages; empty when all is well.
 
-        Checks the catalogue (SQLite integrity, foreign keys), that every label version and
-        model version file exists with the recorded SHA-256, and that every image exists.
+        Checks the catalogue (SQLite integrity, foreign keys), that every label version, soft
+        label and model version file exists with the recorded SHA-256, and that every image
+        exists.
         """
         problems = [p for p in self.integrity_check() if p != "ok"]
         for version in self.label_versions():
             problems += _file_problem(version.path, version.sha256,
                                       f"label version {version.id} of case {version.case_id!r}")
+        for soft in self.soft_labels():
+            problems += _file_problem(soft.path, soft.sha256,
+                                      f"soft label {soft.id} of case {soft.case_id!r}")
         for model in self.models():
             problems += _file_problem(model.checkpoint_path, model.sha256,
                                       f"model version {model.id}")

@@ -7,6 +7,7 @@ Layout::
       images/<case>/<unique>/<file>   images copied in (``add_case(copy=True)``); the others
                                       are referenced where they lie
       labels/<case>/<unique>.nii.gz   every label version, one file each
+      labels/<case>/soft-<unique>.npz every soft label (8-bit class probabilities)
       models/<unique>/<checkpoint>    every model version's weights
       runs/...                        what long jobs keep (logs, resumable state)
       exports/...                     files written for the user
@@ -31,11 +32,12 @@ from ._maintenance import Maintenance
 from ._models import ModelStore
 from ._runs import RunStore
 from ._schema import SCHEMA_VERSION, migrate
+from ._soft_labels import SoftLabelStore
 
 DB_NAME = "project.db"
 
 
-class Project(CaseStore, LabelStore, ModelStore, RunStore, Maintenance):
+class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maintenance):
     """A project folder and its catalogue. Safe to share between threads and processes.
 
     Use ``Project.create(folder)`` or ``Project.open(folder)``, not the constructor. A project

@@ -146,3 +146,64 @@ class RunRecord:
     finished: str | None
     pid: int | None
     host: str | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class UncertaintySummary:
+    """How uncertain a model was about a case: the summary row of one of its soft labels.
+
+    Attributes:
+        case_id: the case.
+        soft_label_id: the soft label summarised.
+        model_id: the model version that made it (None if unknown).
+        kind: "teacher" (as the model made it) or "corrected" (teacher team).
+        mean_entropy: mean normalised entropy over the voxels, 0 (certain) .. 1 (uniform).
+        max_entropy: its largest value.
+        mean_confidence: mean over the voxels of the largest class probability.
+        foreground_fraction: fraction of voxels whose most probable class is not background.
+    """
+
+    case_id: str
+    soft_label_id: int
+    model_id: int | None
+    kind: str
+    mean_entropy: float
+    max_entropy: float
+    mean_confidence: float
+    foreground_fraction: float
+
+
+@dataclass(frozen=True)
+class SoftLabel:
+    """One stored soft label (class probabilities) of a case; never modified once saved.
+
+    Attributes:
+        id: unique over the project, increasing with time.
+        case_id: the case.
+        label_version_id: the hard label version it goes with (the pseudo-label or prediction
+            made with it, or the corrected label it was corrected against).
+        model_id: the model version whose probabilities these are (None if unknown).
+        parent_id: for a corrected soft label, the soft label it was corrected from.
+        kind: one of ``SOFT_LABEL_KINDS`` ("teacher", "corrected").
+        num_classes: K, background included.
+        encoding: how the file stores probabilities ("uint8/255").
+        path: the ``.npz`` file.
+        sha256: hash of the file's bytes.
+        created: when it was saved.
+        summary: its uncertainty summary.
+        details: how it was made (e.g. the correction's steps), a plain dict.
+    """
+
+    id: int
+    case_id: str
+    label_version_id: int
+    model_id: int | None
+    parent_id: int | None
+    kind: str
+    num_classes: int
+    encoding: str
+    path: Path
+    sha256: str
+    created: str
+    summary: UncertaintySummary
+    details: dict

@@ -1,0 +1,163 @@
+"""``semiseg pseudo-label``, ``semiseg next-case``, ``semiseg correct-soft-label``.
+
+Pseudo-labels and soft labels for the unlabelled cases, the ranking of cases to annotate
+next, and the (reconstructed) teacher-team correction of a corrected case's soft label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._common import add_project_argument, format_table, open_project
+
+INTERRUPTED = 130
+
+
+def register(subparsers) -> None:
+    """Add the pseudo-labelling commands to ``semiseg``'s sub-parsers."""
+    _register_pseudo_label(subparsers)
+    _register_next_case(subparsers)
+    _register_correct(subparsers)
+
+
+# -- pseudo-label ------------------------------------------------------------------------------
+
+def _register_pseudo_label(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pseudo-label", help="store a model's hard and soft labels for the unlabelled cases",
+        description="Run a model version (the active one by default) over cases (those of split "
+                    "'unlabelled' by default) and store, per case, a 'pseudo' label version and "
+                    "its soft label (8-bit probabilities) with an uncertainty summary. Ctrl-C "
+                    "stops between window batches; finished cases stay stored.")
+    add_project_argument(parser)
+    parser.add_argument("--model", type=int, metavar="ID", help="model version (default: active)")
+    parser.add_argument("--cases", nargs="+", metavar="CASE", help="case ids (default: unlabelled)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    parser.add_argument("--overlap", type=float, help="window overlap instead of the card's grid")
+    parser.add_argument("--window-batch", type=int, metavar="N",
+                        help="windows per network call instead of the card's")
+    parser.set_defaults(handler=run_pseudo_label)
+
+
+def _progress_line(report) -> None:
+    if sys.stderr.isatty():
+        print(f"\rcase {report.case_index + 1}/{report.case_count} {report.case_id}: window "
+              f"{report.windows_done}/{report.windows_total}\033[K", end="", file=sys.stderr,
+              flush=True)
+
+
+def pseudo_label_table(cases) -> str:
+    """One row per stored case: foreground voxels, mean entropy, mean confidence."""
+    rows = [(c.case_id, c.foreground_voxels, f"{c.mean_entropy:.4f}", f"{c.mean_confidence:.4f}",
+             f"{c.seconds:.1f}") for c in cases]
+    return format_table(("case", "foreground voxels", "mean entropy", "confidence", "seconds"),
+                        rows, right_aligned=(1, 2, 3, 4))
+
+
+def throughput_line(summary) -> str:
+    """"pseudo-labelled 2/2 cases with model 1 in 3.2 s: 37.5 volumes/minute"."""
+    state = " (stopped)" if summary.cancelled else ""
+    return (f"pseudo-labelled {len(summary.cases)}/{summary.requested} cases with model "
+            f"{summary.model_id} in {summary.seconds:.1f} s: {summary.volumes_per_minute:.2f} "
+            f"volumes/minute{state}")
+
+
+def run_pseudo_label(args: argparse.Namespace) -> int:
+    from ..engine.pseudo import (PseudoLabelCase, PseudoLabelProgress, PseudoLabelSummary,
+                                 iter_pseudo_label)
+
+    with open_project(args.project) as project:
+        run = iter_pseudo_label(project, args.model, args.cases, device=args.device,
+                                overlap=args.overlap, window_batch=args.window_batch)
+        stored, summary = [], None
+        try:
+            for item in run:
+                if isinstance(item, PseudoLabelProgress):
+                    _progress_line(item)
+                elif isinstance(item, PseudoLabelCase):
+                    stored.append(item)
+                elif isinstance(item, PseudoLabelSummary):
+                    summary = item
+        except KeyboardInterrupt:
+            run.close()  # records the run as stopped; the finished cases stay
+            if sys.stderr.isatty():
+                print(file=sys.stderr)
+            if stored:
+                print(pseudo_label_table(stored))
+            print(f"semiseg: interrupted after {len(stored)} case(s); they are stored",
+                  file=sys.stderr)
+            return INTERRUPTED
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    if stored:
+        print(pseudo_label_table(stored))
+    print(throughput_line(summary))
+    return 0
+
+
+# -- next-case -------------------------------------------------------------------------------
+
+def _register_next_case(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "next-case", help="the unlabelled case to annotate next (most uncertain first)",
+        description="Rank the cases without gold or corrected labels (test split excluded) by "
+                    "the mean entropy of their soft labels plus the disagreement between model "
+                    "versions; cases without soft labels come last. Prints the top case id, or "
+                    "the whole ranking with --all.")
+    add_project_argument(parser)
+    parser.add_argument("--all", action="store_true", help="print the whole ranking as a table")
+    parser.set_defaults(handler=run_next_case)
+
+
+def run_next_case(args: argparse.Namespace) -> int:
+    from ..engine.pseudo import rank_cases
+
+    with open_project(args.project) as project:
+        ranks = rank_cases(project)
+    if not args.all:
+        if not ranks:
+            print("no case left to annotate", file=sys.stderr)
+            return 1
+        print(ranks[0].case_id)
+        return 0
+    rows = [(i + 1, r.case_id, "-" if r.score is None else f"{r.score:.4f}", "; ".join(r.reasons))
+            for i, r in enumerate(ranks)]
+    print(format_table(("rank", "case", "score", "why"), rows, right_aligned=(0, 2)))
+    return 0
+
+
+# -- correct-soft-label -------------------------------------------------------------------------
+
+def _register_correct(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "correct-soft-label",
+        help="correct a case's soft label against its corrected label (teacher team, "
+             "reconstructed)",
+        description="Run the PLC-KD-style teacher team (RECONSTRUCTED from the paper's abstract "
+                    "and supplement) on the case's teacher soft label with its newest corrected "
+                    "(or gold) label as truth, and store the corrected soft label as a new "
+                    "record; the original is kept.")
+    add_project_argument(parser)
+    parser.add_argument("case", metavar="CASE", help="the case id")
+    parser.add_argument("--label-version", type=int, metavar="ID",
+                        help="the corrected or gold label version (default: the newest)")
+    parser.set_defaults(handler=run_correct)
+
+
+def run_correct(args: argparse.Namespace) -> int:
+    from ..engine.pseudo import METHOD_LABEL, correct_case_soft_label
+
+    with open_project(args.project) as project:
+        correction = correct_case_soft_label(project, args.case,
+                                             label_version_id=args.label_version)
+    result = correction.result
+    print(f"{METHOD_LABEL}: case {args.case}, soft label {correction.original.id} against label "
+          f"version {correction.label_version.id}")
+    rows = [(step.name, step.changed, step.fixed, step.still_wrong) for step in result.steps]
+    print(format_table(("step", "voxels changed", "fixed", "still wrong"), rows,
+                       right_aligned=(1, 2, 3)))
+    verb = "already stored as" if correction.reused else "stored as"
+    print(f"{result.n_crossed} of {result.labelled} voxels crossed 0.5; {verb} soft label "
+          f"{correction.corrected.id}")
+    return 0
