@@ -181,6 +181,16 @@ class Method(abc.ABC):
         """Raise ``MethodError`` for values the method cannot use (override when needed)."""
 
     @classmethod
+    def recommended_training(cls) -> dict[str, Any]:
+        """``TrainConfig`` overrides of the method's published recipe (optimiser, schedule, length).
+
+        The trainer owns the optimiser, so a method can only recommend; the papers' full
+        protocol (benchmarks ``full``) applies these, while a card's own recipe (say the small
+        CPU card's) is kept otherwise. ``{}`` keeps the card's recipe.
+        """
+        return {}
+
+    @classmethod
     def default_params(cls) -> dict[str, Any]:
         """The defaults as plain data (for the CLI help and the GUI form)."""
         return dataclasses.asdict(cls.Params())
