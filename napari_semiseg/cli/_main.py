@@ -22,7 +22,8 @@ from .. import __version__
 from ..errors import SemisegError
 
 #: Modules of this package that register subcommands, in the order ``--help`` lists them.
-COMMAND_GROUPS: tuple[str, ...] = ("_project_commands", "_pseudo", "_atso")
+COMMAND_GROUPS: tuple[str, ...] = ("_project_commands", "_train", "_infer", "_evaluate", "_models",
+                                   "_pseudo", "_atso")
 
 USER_ERROR = 2
 INTERRUPTED = 130

@@ -1,0 +1,191 @@
+"""What the engine commands (infer, evaluate, train, models) share: arguments, model loading,
+case references and the stderr progress lines.
+
+Nothing here imports torch at module level: ``semiseg --help`` stays quick, and the heavy
+imports happen inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SemisegError
+
+#: The LA papers' dense sliding-window step (z, y, x) in voxels (their stride_xy 18, stride_z 4).
+PAPER_STRIDE = (4, 18, 18)
+#: Label kinds that count as a reference (and as training labels).
+REFERENCE_KINDS = ("gold", "corrected")
+
+
+# -- arguments ---------------------------------------------------------------------------------
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)")
+
+
+def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --device, --lcc/--no-lcc, --paper-grid: how a model predicts a volume."""
+    parser.add_argument("--model", type=int, metavar="ID",
+                        help="the model version to use (default: the project's active model)")
+    add_device_argument(parser)
+    parser.add_argument("--lcc", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep only the largest connected component of each class "
+                             "(default: the model card's choice)")
+    parser.add_argument("--paper-grid", action="store_true",
+                        help="the LA papers' dense sliding window (stride 4/18/18 voxels in "
+                             "z/y/x, constant blending) instead of the card's overlap; slower")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+# -- models ------------------------------------------------------------------------------------
+
+def load_project_model(project, model_id: int | None):
+    """(network on the CPU, card, ModelVersion) of a model version, the active one by default.
+
+    Raises:
+        ProjectError: unknown model id, or no model in the project yet.
+        TrainingError: the weights file is missing, unsafe or does not fit its network.
+    """
+    from ..engine._model_store import load_model_version, resolve_model_id
+
+    model = project.model(resolve_model_id(project, model_id))
+    network, card = load_model_version(project, model.id, device="cpu")
+    return network, card, model
+
+
+def prediction_card(card, paper_grid: bool):
+    """The card to predict with: as trained, or with the papers' dense grid."""
+    if not paper_grid:
+        return card
+    inference = dataclasses.replace(card.inference, stride=card.inference.stride or PAPER_STRIDE,
+                                    blending="constant")
+    return card.replace(inference=inference)
+
+
+def check_device(device: str) -> None:
+    """Raise a user error now for a device torch cannot use (before any work starts)."""
+    from ..engine.inference import resolve_device
+    resolve_device(device)
+
+
+# -- cases -------------------------------------------------------------------------------------
+
+def check_cases(project, case_ids) -> list[str]:
+    """The ids, each checked to exist (ProjectError names the first unknown one)."""
+    for case_id in case_ids:
+        project.case(case_id)
+    return list(case_ids)
+
+
+def reference_of(project, case_id: str, volume=None) -> tuple[np.ndarray | None, str]:
+    """A case's reference label and where it comes from, or (None, why there is none).
+
+    The newest gold or corrected label version; else the label carried by the image file
+    itself (the LA benchmark's ``mri_norm2.h5``: the held-out reference of an unlabelled
+    case, which the project never stores as a version so that no training can use it).
+
+    Args:
+        volume: the case's image if already read (saves reading it again).
+    """
+    version = project.latest_label(case_id, kinds=REFERENCE_KINDS)
+    if version is not None:
+        return project.load_label(version.id), f"{version.kind} label version {version.id}"
+    if volume is None:
+        volume = project.load_image(case_id)
+    if volume.label is not None:
+        return np.asarray(volume.label), f"the label stored in {project.case(case_id).image_path.name}"
+    return None, "no gold or corrected label, and the image file carries none"
+
+
+def has_file_reference(project, case_id: str) -> bool:
+    """Whether the case's image file carries its own label (LA h5), read from the header only."""
+    path = project.case(case_id).image_path
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        return False
+    import h5py
+    try:
+        with h5py.File(path, "r") as handle:
+            return "label" in handle
+    except OSError:
+        return False
+
+
+# -- output ------------------------------------------------------------------------------------
+
+def duration(seconds: float) -> str:
+    """``42.1 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class StatusLine:
+    """Progress on stderr: a line redrawn in place on a terminal, plain lines otherwise.
+
+    ``update`` redraws (terminal only, at most ``per_second`` times a second); ``line``
+    always prints a whole line that stays.
+    """
+
+    def __init__(self, per_second: float = 5.0):
+        self.tty = sys.stderr.isatty()
+        self.interval = 1.0 / per_second
+        self._last = 0.0
+        self._pending = False
+
+    def update(self, text: str) -> None:
+        now = time.monotonic()
+        if not self.tty or now - self._last < self.interval:
+            return
+        self._last = now
+        print(f"\r{text}\033[K", end="", file=sys.stderr, flush=True)
+        self._pending = True
+
+    def line(self, text: str) -> None:
+        prefix = "\r" if self._pending else ""
+        clear = "\033[K" if self.tty else ""
+        print(f"{prefix}{text}{clear}", file=sys.stderr, flush=True)
+        self._pending = False
+
+
+def volume_stem(path: str | Path) -> str:
+    """The name a file's outputs are called by: ``a.nii.gz`` → ``a``.
+
+    An LA ``<ID>/mri_norm2.h5`` is called by its folder (``<ID>``), since every case's file
+    has the same name.
+    """
+    from ..io._formats import compound_suffix
+
+    path = Path(path)
+    stem = path.name[:len(path.name) - len(compound_suffix(path))] if path.is_file() else path.name
+    if stem == "mri_norm2" and path.parent.name:
+        return path.parent.name
+    return stem
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SemisegError(message)

@@ -1,0 +1,159 @@
+"""``semiseg infer``: run a model version over project cases or over volume files.
+
+Project cases keep what the model said as versions: the hard label becomes a "prediction"
+label version (its model recorded) and the class probabilities its soft label, whose row holds
+the uncertainty summary (normalised entropy, confidence). Files get three NIfTI files beside
+each other in ``--out``, on the source's own grid: ``<stem>_label.nii.gz`` (uint8 classes),
+``<stem>_softlabel.nii.gz`` (float32 probability of foreground, i.e. 1 − p(background)) and
+``<stem>_uncertainty.nii.gz`` (float32 normalised predictive entropy, 0 certain .. 1), plus
+``<stem>_mcvariance.nii.gz`` with ``--mc N``. ``--out`` with project cases writes the same
+files for them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._common import add_project_argument, format_table, open_project
+from ._engine_common import (StatusLine, add_prediction_arguments, check_cases, check_device, duration,
+                             load_project_model, non_negative_int, prediction_card, require, volume_stem)
+
+
+def register(subparsers) -> None:
+    """Add ``semiseg infer`` to ``semiseg``'s sub-parsers."""
+    parser = subparsers.add_parser(
+        "infer", help="predict labels, soft labels and uncertainty with a model version",
+        description="Predict with a model version (the active one by default). Project cases "
+                    "get a 'prediction' label version and its soft label (probabilities, with "
+                    "their uncertainty summary); --file volumes get _label, _softlabel "
+                    "(foreground probability) and _uncertainty (normalised entropy) NIfTI files "
+                    "in --out, on their own grid. Progress goes to stderr, one line per case.")
+    add_project_argument(parser)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--case", dest="cases", nargs="+", action="extend", metavar="ID",
+                       help="the project cases to predict")
+    which.add_argument("--all", action="store_true", help="every case of the project")
+    which.add_argument("--file", dest="files", nargs="+", action="extend", metavar="PATH",
+                       help="volume files (or DICOM folders) outside the project; needs --out")
+    parser.add_argument("--out", metavar="DIR",
+                        help="folder for the output files (created if needed)")
+    add_prediction_arguments(parser)
+    parser.add_argument("--mc", type=non_negative_int, default=0, metavar="N",
+                        help="N Monte-Carlo dropout samples: probabilities averaged over them and "
+                             "their variance written with --out (default 0: one plain pass)")
+    parser.set_defaults(handler=run_infer)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One predicted volume, for the summary table."""
+
+    name: str
+    label_version: int | None
+    soft_label: int | None
+    foreground_voxels: int
+    mean_uncertainty: float
+    seconds: float
+    files: tuple[Path, ...] = ()
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    require(bool(args.cases or args.all or args.files),
+            "say what to predict: --case ID ..., --all, or --file PATH ... (with --out DIR)")
+    require(not args.files or args.out is not None,
+            "--file writes its results as files: give the folder with --out DIR")
+    with open_project(args.project) as project:
+        case_ids = project.case_ids() if args.all else check_cases(project, args.cases or ())
+        for path in args.files or ():
+            require(Path(path).exists(), f"{path}: no such file or folder")
+        check_device(args.device)
+        net, card, model = load_project_model(project, args.model)
+        card = prediction_card(card, args.paper_grid)
+        out = None if args.out is None else Path(args.out)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        status = StatusLine()
+        status.line(f"model version {model.id} ({model.name}, {model.method}) on "
+                    f"{len(case_ids) or len(args.files)} volume(s)")
+        if args.files:
+            outcomes = [_predict_file(Path(path), net, card, args, out, status, i, len(args.files))
+                        for i, path in enumerate(args.files, 1)]
+        else:
+            outcomes = [_predict_case(project, case_id, model.id, net, card, args, out, status, i, len(case_ids))
+                        for i, case_id in enumerate(case_ids, 1)]
+    print(_summary(outcomes, with_versions=not args.files))
+    return 0
+
+
+def _predict(net, card, volume, args, status: StatusLine, prefix: str):
+    from ..engine.inference import predict_volume
+
+    def progress(report) -> None:
+        status.update(f"{prefix}: window {report.windows_done}/{report.windows_total}")
+
+    return predict_volume(net, volume, card, device=args.device, mc_samples=args.mc,
+                          largest_component=args.lcc, progress=progress)
+
+
+def _details(prediction, args) -> dict:
+    return {"grid": prediction.grid, "device": prediction.device, "seconds": round(prediction.seconds, 3),
+            "mc_samples": args.mc, "largest_component": args.lcc, "paper_grid": args.paper_grid}
+
+
+def _predict_case(project, case_id: str, model_id: int, net, card, args, out: Path | None,
+                  status: StatusLine, index: int, total: int) -> Outcome:
+    prefix = f"[{index}/{total}] {case_id}"
+    prediction = _predict(net, card, project.load_image(case_id), args, status, prefix)
+    version, soft = project.save_label_with_soft_label(
+        case_id, prediction.labels, "prediction", prediction.probabilities, model_id=model_id,
+        note=f"semiseg infer with model version {model_id}", details=_details(prediction, args))
+    files = _write_files(out, case_id, prediction) if out is not None else ()
+    outcome = Outcome(case_id, version.id, soft.id, version.foreground_voxels,
+                      soft.summary.mean_entropy, prediction.seconds, files)
+    status.line(f"{prefix}: label version {version.id}, soft label {soft.id}, "
+                f"{outcome.foreground_voxels} foreground voxels, mean uncertainty "
+                f"{outcome.mean_uncertainty:.4f} ({duration(prediction.seconds)} on {prediction.device})")
+    return outcome
+
+
+def _predict_file(path: Path, net, card, args, out: Path, status: StatusLine, index: int,
+                  total: int) -> Outcome:
+    from ..io import read_volume
+
+    stem = volume_stem(path)
+    prefix = f"[{index}/{total}] {stem}"
+    prediction = _predict(net, card, read_volume(path), args, status, prefix)
+    files = _write_files(out, stem, prediction)
+    outcome = Outcome(stem, None, None, int((prediction.labels > 0).sum()),
+                      float(prediction.uncertainty.mean()), prediction.seconds, files)
+    status.line(f"{prefix}: wrote {', '.join(f.name for f in files)} "
+                f"({duration(prediction.seconds)} on {prediction.device})")
+    return outcome
+
+
+def _write_files(out: Path, stem: str, prediction) -> tuple[Path, ...]:
+    """The NIfTI outputs of one prediction, on its input's grid (see the module docstring)."""
+    from ..io import Volume, write_label, write_volume
+
+    geometry = prediction.geometry
+    written = [write_label(out / f"{stem}_label.nii.gz", prediction.labels, geometry),
+               write_volume(out / f"{stem}_softlabel.nii.gz",
+                            Volume(prediction.foreground_probability(), geometry)),
+               write_volume(out / f"{stem}_uncertainty.nii.gz", Volume(prediction.uncertainty, geometry))]
+    if prediction.mc_variance is not None:
+        written.append(write_volume(out / f"{stem}_mcvariance.nii.gz", Volume(prediction.mc_variance, geometry)))
+    return tuple(written)
+
+
+def _summary(outcomes: list[Outcome], with_versions: bool) -> str:
+    headers = ["case" if with_versions else "file"]
+    headers += ["label version", "soft label"] if with_versions else []
+    headers += ["foreground voxels", "mean uncertainty", "time"]
+    rows = []
+    for o in outcomes:
+        row = [o.name] + ([o.label_version, o.soft_label] if with_versions else [])
+        rows.append(row + [o.foreground_voxels, f"{o.mean_uncertainty:.4f}", duration(o.seconds)])
+    numeric = tuple(range(1, len(headers)))
+    return format_table(headers, rows, right_aligned=numeric)

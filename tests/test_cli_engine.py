@@ -1,0 +1,317 @@
+"""``semiseg train|infer|evaluate|models`` as a user runs them: real subprocesses on a tiny
+LA-style project (four 24×48×48 h5 volumes, the first three labelled), the cpu-small card and
+a few iterations."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_factory import make_volume, write_la_h5
+from napari_semiseg.engine.metrics import CSV_COLUMNS
+from napari_semiseg.io import read_volume, write_label, write_volume
+from napari_semiseg.project import Project
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SHAPE = (24, 48, 48)
+CASES = ("case0", "case1", "case2", "case3")
+
+
+def _environment() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "SEMISEG_PROJECT"}
+    env["PYTHONPATH"] = str(REPOSITORY)
+    return env
+
+
+def semiseg(*args, timeout: float = 600):
+    return subprocess.run([sys.executable, "-m", "napari_semiseg.cli", *map(str, args)],
+                          capture_output=True, text=True, env=_environment(), timeout=timeout)
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def blob(index: int) -> np.ndarray:
+    """An ellipsoid label (z, y, x) a little different in each case."""
+    z, y, x = np.mgrid[:SHAPE[0], :SHAPE[1], :SHAPE[2]]
+    centre, radius = (12, 22 + index, 25 - index), 7 + index
+    return ((((z - centre[0]) * 1.5) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
+            < radius ** 2).astype(np.uint8)
+
+
+def image_of(label: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (2.0 * label + rng.normal(0.0, 0.7, label.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def la_root(tmp_path_factory) -> Path:
+    """The LA layout: ROOT/<ID>/mri_norm2.h5 (image and label) and ROOT/train.list."""
+    root = tmp_path_factory.mktemp("la")
+    for index, case_id in enumerate(CASES):
+        (root / case_id).mkdir()
+        label = blob(index)
+        write_la_h5(root / case_id / "mri_norm2.h5", image_of(label, index), label)
+    (root / "train.list").write_text("\n".join(CASES) + "\n")
+    return root
+
+
+def new_project(folder: Path, la_root: Path) -> Path:
+    ok(semiseg("init", folder))
+    ok(semiseg("import", folder, "--la-h5", la_root, "--list", la_root / "train.list", "--labeled", 3))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, la_root):
+    """A project with one model: 4 iterations on case0..case1, case2 carved out to validate."""
+    project = new_project(tmp_path_factory.mktemp("trained") / "proj", la_root)
+    result = ok(semiseg("train", project, "--card", "cpu-small", "--method", "supervised",
+                        "--iterations", 4, "--validation-count", 1, "--device", "cpu"))
+    return project, result
+
+
+def test_train_registers_and_activates_a_model(trained):
+    project, result = trained
+    assert "registered model version 1 (active)" in result.stdout
+    assert "validation (1): case2 [carved: the last 1 of the labelled cases]" in result.stderr
+    assert "iteration 4/4" in result.stderr
+    with Project.open(project) as store:
+        model = store.active_model()
+        assert model is not None and model.id == 1 and model.method == "supervised"
+        assert model.card["name"] == "cpu-small"
+        assert [c["case_id"] for c in model.config["data"]["labeled"]] == ["case0", "case1"]
+        assert [c["case_id"] for c in model.config["data"]["validation"]] == ["case2"]
+        assert model.metrics["iterations"] == 4
+        assert 0.0 <= model.metrics["validation_dice"] <= 1.0
+        run = store.runs("train")[-1]
+        assert run.status == "completed" and run.result["model_id"] == 1
+        assert run.config["cases"]["validation_rule"].startswith("carved")
+        assert run.config["cases"]["unlabeled"] == ["case3"]
+
+
+def test_validation_cases_may_be_held_out_h5_references(tmp_path, la_root):
+    """An unlabelled LA case validates with the label its h5 file carries, without becoming
+    labelled or being trained on as unlabelled."""
+    project = new_project(tmp_path / "proj", la_root)
+    ok(semiseg("train", project, "--card", "cpu-small", "--iterations", 2, "--labeled", 2,
+               "--validation-cases", "case3", "--device", "cpu"))
+    with Project.open(project) as store:
+        model = store.active_model()
+        data = model.config["data"]
+        assert [c["case_id"] for c in data["labeled"]] == ["case0", "case1"]
+        assert [(c["case_id"], Path(c["label"]).name) for c in data["validation"]] == [("case3", "mri_norm2.h5")]
+        assert [c["case_id"] for c in data["unlabeled"]] == ["case2"]
+        assert model.metrics["validation_per_case"].keys() == {"case3"}
+        assert store.latest_label("case3") is None  # still no label version
+
+
+def test_infer_stores_prediction_versions_with_soft_labels(trained):
+    project, _ = trained
+    result = ok(semiseg("infer", project, "--case", "case3", "case0", "--device", "cpu"))
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in lines] == ["[1/2] case3", "[2/2] case0"]
+    with Project.open(project) as store:
+        for case_id in ("case3", "case0"):
+            version = store.latest_label(case_id)
+            assert version.kind == "prediction" and version.model_id == 1
+            soft = store.soft_label_for(version.id)
+            assert soft is not None and soft.model_id == 1 and soft.num_classes == 2
+            probabilities = store.load_soft_label(soft)
+            assert probabilities.shape == (2, *SHAPE)
+            # the stored hard label is the soft label's argmax (the codec keeps the side of 0.5)
+            labels = store.load_label(version.id)
+            np.testing.assert_array_equal(labels, probabilities.argmax(axis=0))
+            assert f"{case_id}" in result.stdout
+        assert store.latest_label("case0", kinds="gold") is not None  # gold kept, not replaced
+
+
+def test_infer_file_writes_label_soft_label_uncertainty_on_the_source_grid(trained, tmp_path):
+    project, _ = trained
+    label = blob(1)
+    source = make_volume(shape=SHAPE).with_array(image_of(label, 7))
+    path = write_volume(tmp_path / "scan.nii.gz", source)
+    out = tmp_path / "out"
+    result = ok(semiseg("infer", project, "--file", path, "--out", out, "--mc", 2, "--device", "cpu"))
+    assert "scan" in result.stdout
+    written = {p.name for p in out.iterdir()}
+    assert written == {"scan_label.nii.gz", "scan_softlabel.nii.gz", "scan_uncertainty.nii.gz",
+                       "scan_mcvariance.nii.gz"}
+    hard, soft, uncertainty = (read_volume(out / f"scan_{kind}.nii.gz")
+                               for kind in ("label", "softlabel", "uncertainty"))
+    for volume in (hard, soft, uncertainty):
+        assert volume.geometry.matches(source.geometry)
+    assert set(np.unique(hard.array)) <= {0, 1}
+    assert soft.array.dtype == np.float32 and 0.0 <= soft.array.min() and soft.array.max() <= 1.0
+    np.testing.assert_array_equal(hard.array == 1, soft.array > 0.5)
+    assert 0.0 <= uncertainty.array.min() and uncertainty.array.max() <= 1.0
+
+
+def test_evaluate_prints_the_table_and_writes_the_csv(trained, tmp_path):
+    project, _ = trained
+    ok(semiseg("infer", project, "--case", "case0", "--device", "cpu"))
+    table_csv = tmp_path / "metrics.csv"
+    result = ok(semiseg("evaluate", project, "--cases", "case0", "case3", "--stored", "--csv", table_csv,
+                        "--device", "cpu"))
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["case", "Dice", "%", "Jaccard", "%", "95HD", "ASD", "95HD", "mm", "ASD", "mm", "flags"]
+    assert "against gold label version" in result.stderr and "against the label stored in" in result.stderr
+    with open(table_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0].keys()) == CSV_COLUMNS
+    assert [row["case"] for row in rows] == ["case0", "case3", "mean"]
+    # case0 was scored from its stored prediction against its gold label: check by hand
+    with Project.open(project) as store:
+        prediction = store.load_label(store.latest_label("case0", kinds="prediction").id) == 1
+        gold = store.load_label(store.latest_label("case0", kinds="gold").id) == 1
+        expected = 2 * (prediction & gold).sum() / (prediction.sum() + gold.sum())
+        assert float(rows[0]["dice"]) == pytest.approx(expected)
+        evaluation = store.model(1).metrics["evaluation"]
+        assert evaluation["cases"] == ["case0", "case3"]
+        assert evaluation["dice"] == pytest.approx(float(rows[2]["dice"]))
+
+
+def test_evaluate_defaults_to_cases_the_model_did_not_train_on(trained):
+    project, _ = trained
+    result = ok(semiseg("evaluate", project, "--device", "cpu"))
+    scored = [line.split()[0] for line in result.stdout.splitlines()[2:] if not line.startswith(("-", "mean"))]
+    assert scored == ["case2", "case3"]  # case0, case1 trained on; case3's reference is its h5 label
+
+
+def test_evaluate_compares_two_folders_by_case_name(tmp_path):
+    pred_dir, ref_dir = tmp_path / "pred", tmp_path / "ref"
+    pred_dir.mkdir()
+    ref_dir.mkdir()
+    geometry = make_volume(shape=(10, 12, 12)).geometry
+    reference = np.zeros((10, 12, 12), np.uint8)
+    reference[2:8, 2:8, 2:8] = 1                      # 216 voxels
+    prediction = np.zeros_like(reference)
+    prediction[2:8, 2:8, 4:10] = 1                    # 216 voxels, 144 shared
+    write_label(ref_dir / "a.nii.gz", reference, geometry)
+    write_label(pred_dir / "a_label.nii.gz", prediction, geometry)
+    write_volume(pred_dir / "a_softlabel.nii.gz", make_volume(shape=(10, 12, 12)))  # infer's: skipped
+    write_label(ref_dir / "b.nii.gz", reference, geometry)  # no prediction
+    table_csv = tmp_path / "t.csv"
+    result = ok(semiseg("evaluate", "--pred", pred_dir, "--ref", ref_dir, "--csv", table_csv))
+    assert "b: no prediction" in result.stderr
+    with open(table_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["case"] for row in rows] == ["a", "mean"]
+    assert float(rows[0]["dice"]) == pytest.approx(2 * 144 / (216 + 216))
+    assert float(rows[0]["jaccard"]) == pytest.approx(144 / (216 + 216 - 144))
+
+
+# -- stop, resume, rollback --------------------------------------------------------------------------------
+
+def _start_stoppable_training(project: Path) -> tuple[subprocess.Popen, queue.Queue]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "napari_semiseg.cli", "train", str(project), "--card", "cpu-small",
+         "--iterations", "500", "--validation-count", "0", "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment())
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    return process, lines
+
+
+@pytest.fixture(scope="module")
+def stopped_and_resumed(tmp_path_factory, la_root):
+    """Ctrl-C a run after its first step, then resume it to 2 steps beyond where it stopped."""
+    project = new_project(tmp_path_factory.mktemp("resume") / "proj", la_root)
+    process, lines = _start_stoppable_training(project)
+    seen = []
+    try:
+        while not any(line.startswith("iteration 1/500") for line in seen):
+            seen.append(lines.get(timeout=300))
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with Project.open(project) as store:
+        run = store.runs("train")[-1]
+    resumed = semiseg("train", project, "--resume", run.id, "--iterations", run.result["iteration"] + 2)
+    return project, process.returncode, stdout, run, resumed
+
+
+def test_ctrl_c_stops_keeping_weights_and_resume_continues(stopped_and_resumed):
+    project, returncode, stdout, run, resumed = stopped_and_resumed
+    assert returncode == 130
+    assert f"--resume {run.id}" in stdout
+    assert run.status == "stopped"
+    stopped_at = run.result["iteration"]
+    assert 1 <= stopped_at < 500
+    assert Path(run.result["checkpoint"]).is_file() and Path(run.result["model"]).is_file()
+    ok(resumed)
+    assert f"resumed at step {stopped_at}" in resumed.stderr
+    with Project.open(project) as store:
+        model = store.active_model()
+        assert model.metrics["iterations"] == stopped_at + 2
+        assert model.config["resume_from"] == run.result["checkpoint"]
+    events = [json.loads(line) for line in (Path(run.config["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    steps = [e["iteration"] for e in events if e["event"] == "iteration"]
+    assert steps == list(range(1, stopped_at + 3))  # every step once, none repeated or skipped
+
+
+def test_models_lists_versions_and_activate_rolls_back(stopped_and_resumed, la_root):
+    project = stopped_and_resumed[0]
+    ok(semiseg("train", project, "--card", "cpu-small", "--iterations", 1, "--validation-count", 0,
+               "--init-from", "active", "--device", "cpu"))
+    listed = ok(semiseg("models", project))
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["active", "id", "name", "method", "parent", "created", "iterations", "val",
+                                "Dice", "%", "eval", "Dice", "%"]
+    assert lines[-1] == "2 model versions; active: 2"
+    first, second = lines[2].split(), lines[3].split()
+    assert first[:4] == ["1", "cpu-small", "supervised", "-"]          # not active: no mark
+    assert second[:5] == ["*", "2", "cpu-small", "supervised", "1"]    # active, fine-tuned from 1
+    rolled = ok(semiseg("models", project, "--activate", 1))
+    assert "active model: version 1" in rolled.stdout and "was version 2" in rolled.stdout
+    with Project.open(project) as store:
+        assert store.active_model().id == 1
+    ok(semiseg("infer", project, "--case", "case1", "--device", "cpu"))
+    with Project.open(project) as store:
+        assert store.latest_label("case1").model_id == 1  # inference follows the rollback
+
+
+# -- user errors -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    (("train", "{p}", "--card", "no-such-card"), "no-such-card: no such model card"),
+    (("train", "{p}", "--card", "cpu-small", "--method", "no-such-method"), "unknown training method"),
+    (("train", "{p}", "--card", "cpu-small", "--param", "dice=cubic"), "dice must be one of"),
+    (("train", "{p}", "--card", "cpu-small", "--validation-cases", "nope"), "no case 'nope'"),
+    (("train", "{p}", "--resume", "999"), "no run 999"),
+    (("infer", "{p}", "--case", "nope"), "no case 'nope'"),
+    (("infer", "{p}", "--all", "--model", "99"), "no model version 99"),
+    (("infer", "{p}"), "say what to predict"),
+    (("infer", "{p}", "--file", "{p}/none.nii.gz", "--out", "{p}/o"), "none.nii.gz: no such file"),
+    (("evaluate", "{p}", "--model", "42"), "no model version 42"),
+    (("evaluate", "--pred", "{p}"), "--pred DIR and --ref DIR go together"),
+    (("models", "{p}", "--activate", "7"), "no model version 7"),
+])
+def test_user_errors_exit_2_with_one_line(trained, args, fragment):
+    project, _ = trained
+    result = semiseg(*(str(a).format(p=project) for a in args))
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith("semiseg: error:"), result.stderr
+    assert fragment in message[0]
+
+
+def test_infer_without_any_model_is_a_user_error(tmp_path, la_root):
+    project = new_project(tmp_path / "proj", la_root)
+    result = semiseg("infer", project, "--all")
+    assert result.returncode == 2 and "has no model yet" in result.stderr
