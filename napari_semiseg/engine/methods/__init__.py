@@ -20,11 +20,15 @@ from .supervised import Supervised, SupervisedParams
 # Importing a method module registers it: the trainer's child process, the CLI and the GUI
 # all find every method through this package.
 from .crossmatch import CrossMatch, CrossMatchParams  # noqa: E402
+from .mean_teacher import MeanTeacher, MeanTeacherParams  # noqa: E402
+from .ss_net import SSNet, SSNetParams  # noqa: E402
+from .uncertainty_mt import UncertaintyMeanTeacher, UncertaintyMeanTeacherParams  # noqa: E402
 from .dual_branch_kd import DualBranchKD, DualBranchKDParams, validate_branches  # noqa: E402
 from .plc_kd import PLCKD, PLCKDParams, plc_kd_params  # noqa: E402
 
 __all__ = [
-    "Batch", "CrossMatch", "CrossMatchParams", "DICE_KINDS", "DualBranchKD", "DualBranchKDParams", "PLCKD", "PLCKDParams", "Method", "MethodError", "NetworkFactory", "NoParams", "StepInfo", "Supervised",
+    "Batch", "CrossMatch", "MeanTeacher", "MeanTeacherParams", "SSNet", "SSNetParams",
+    "UncertaintyMeanTeacher", "UncertaintyMeanTeacherParams", "CrossMatchParams", "DICE_KINDS", "DualBranchKD", "DualBranchKDParams", "PLCKD", "PLCKDParams", "Method", "MethodError", "NetworkFactory", "NoParams", "StepInfo", "Supervised",
     "SupervisedParams", "binary_dice_loss", "create_method", "default_network_factory",
     "dice_and_cross_entropy", "foreground_dice_loss", "get_method", "list_methods", "multiclass_dice_loss",
     "register_method", "sigmoid_rampup", "squared_dice_loss", "plc_kd_params", "validate_branches",
