@@ -17,6 +17,7 @@ Pieces: ``_config`` (TrainConfig), ``_data`` / ``_cache`` / ``_sampling`` / ``_a
 """
 
 from ._augment import crop_padding, la_augment
+from ._batches import BatchDataset
 from ._cache import VolumeCache
 from ._checkpoint import (BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, TrainedModel, load_checkpoint, load_model,
                           load_model_weights)
@@ -33,7 +34,7 @@ from ._subprocess import LOG_FILE, TrainingProcess, run_training_subprocess
 from ._validation import ValidationResult, case_dice, validate
 
 __all__ = [
-    "BEST_MODEL_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "CaseSource", "CaseSpec", "DataSpec",
+    "BEST_MODEL_FILE", "BatchDataset", "CHECKPOINT_FILE", "CONFIG_FILE", "CaseSource", "CaseSpec", "DataSpec",
     "DistributedContext", "EVENTS_FILE", "EVENT_FIELDS", "EVENT_TYPES", "EventLog", "EventTail", "LOG_FILE",
     "LoadedCase", "MODEL_FILE", "PreparedCase", "STOP_FILE", "TRAINING_LABEL_KINDS", "TrainConfig", "TrainResult",
     "TrainedModel", "TrainingData", "TrainingError", "TrainingProcess", "TwoStreamSchedule", "ValidationResult",

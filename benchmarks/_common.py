@@ -1,0 +1,167 @@
+"""What every benchmark shares: the results folder, tables, CSV, the machine, LA cases.
+
+Nothing here is timed; the scripts time their own work with ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import os
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+#: Where results go (gitignored): ``bench-results/<benchmark>/``; ``SEMISEG_BENCH_RESULTS`` moves it.
+RESULTS_ENV = "SEMISEG_BENCH_RESULTS"
+#: The LA benchmark's folder of volumes inside the shared data folder.
+LA_FOLDER = "LA"
+#: Validation split carved from the 80 training volumes: the last 8 of ``train.list``.
+VALIDATION_CASES = 8
+
+
+def results_dir(name: str) -> Path:
+    """``bench-results/<name>/``, created."""
+    folder = Path(os.environ.get(RESULTS_ENV, "bench-results")) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def register_all_methods() -> list[str]:
+    """Every registered method's name (importing the package registers them all)."""
+    from napari_semiseg.engine.methods import list_methods
+    return list_methods()
+
+
+def set_threads(threads: int | None) -> int:
+    """Fix torch's intra-op threads (None: leave it); returns the count in force."""
+    import torch
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform's guess)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> dict[str, str]:
+    """Where the numbers came from: CPU model, cores, load, torch version and threads, date."""
+    import torch
+    try:
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    return {"cpu": cpu_model(), "cores": str(os.cpu_count()), "load_avg_1_5_15": load,
+            "torch": torch.__version__, "torch_threads": str(torch.get_num_threads()),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+            "python": platform.python_version(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def describe_machine() -> str:
+    info = machine()
+    return (f"{info['cpu']}, {info['cores']} cores (load {info['load_avg_1_5_15']}), torch {info['torch']} "
+            f"({info['torch_threads']} threads), CUDA {info['cuda']}, {info['date']}")
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
+    """Rows (dicts with the same keys, first row's order) as CSV; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields: list[str] = []
+    for row in rows:
+        fields += [key for key in row if key not in fields]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return "nan"
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def format_table(rows: Sequence[Mapping[str, object]], columns: Iterable[str] | None = None) -> str:
+    """A markdown table of ``rows`` (all columns, or ``columns``)."""
+    if not rows:
+        return "(no rows)"
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns += [key for key in row if key not in columns]
+    columns = list(columns)
+    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in cells]
+    return "\n".join(lines)
+
+
+def report(name: str, rows: Sequence[Mapping[str, object]], *, title: str, notes: Sequence[str] = ()) -> Path:
+    """Print the table with the machine, write ``<name>.csv`` and ``summary.md``; returns the CSV."""
+    folder = results_dir(name)
+    csv_path = write_csv(folder / f"{name}.csv", rows)
+    text = "\n".join([f"## {title}", "", f"Machine: {describe_machine()}", "", format_table(rows), "",
+                      *[f"- {n}" for n in notes]])
+    (folder / "summary.md").write_text(text + "\n")
+    print(text, flush=True)
+    print(f"[{name}] wrote {csv_path}", flush=True)
+    return csv_path
+
+
+def la_root(shared_data: str | Path) -> Path:
+    """``<shared-data>/LA`` (or the folder itself when it is the LA folder)."""
+    root = Path(shared_data)
+    return root / LA_FOLDER if (root / LA_FOLDER).is_dir() else root
+
+
+def la_list(shared_data: str | Path, list_file: str | Path | None = None) -> list[tuple[str, Path]]:
+    """(case id, mri_norm2.h5 path) of ``list_file`` (default the LA ``train.list``), in order."""
+    from napari_semiseg.io import la_case_paths
+    root = la_root(shared_data)
+    cases = la_case_paths(root, list_file or root / "train.list")
+    return [(case.case_id, Path(case.path)) for case in cases]
+
+
+def read_la_case(path: Path, downsample: int = 1) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """An LA case as (image float32 zyx, label uint8 zyx, spacing zyx mm), optionally
+    downsampled in-plane by ``downsample`` (image: mean of each k×k block; label: a block is
+    foreground when at least half its voxels are)."""
+    from napari_semiseg.io import read_volume
+    volume = read_volume(path)
+    image = np.asarray(volume.array, dtype=np.float32)
+    label = np.asarray(volume.label, dtype=np.uint8)
+    spacing = tuple(float(s) for s in volume.spacing)
+    if downsample > 1:
+        image, label = downsample_in_plane(image, label, downsample)
+        spacing = (spacing[0], spacing[1] * downsample, spacing[2] * downsample)
+    return image, label, spacing
+
+
+def downsample_in_plane(image: np.ndarray, label: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block means of k×k in-plane (y, x) blocks; the trailing rows/columns that do not fill a
+    block are dropped. Label blocks vote (≥ half foreground → 1)."""
+    z, y, x = image.shape
+    y2, x2 = y // factor, x // factor
+    def blocks(a):
+        return a[:, :y2 * factor, :x2 * factor].reshape(z, y2, factor, x2, factor).astype(np.float32).mean(axis=(2, 4))
+    return blocks(image).astype(np.float32), (blocks(label) >= 0.5).astype(np.uint8)
+
+
+__all__ = ["RESULTS_ENV", "VALIDATION_CASES", "cpu_model", "describe_machine", "downsample_in_plane",
+           "format_table", "la_list", "la_root", "machine", "read_la_case", "register_all_methods",
+           "report", "results_dir", "set_threads", "write_csv"]

@@ -1,0 +1,258 @@
+"""Quality on the LA benchmark: every method against supervised-only at the same N (issue 6 §1).
+
+Protocol (``--setting cpu``, what a 2-core CPU completes):
+
+- cases: the 80 ``mri_norm2.h5`` volumes of ``<shared-data>/LA/train.list``; validation = the
+  last 8 of that list (model selection only; never a test set); labelled = the first N
+  (N = 4, 8, 16); unlabelled = the rest (80 − 8 − N);
+- volumes downsampled by 2 in-plane (y, x block means, labels by block vote; z kept), so
+  0.625 × 1.25 × 1.25 mm and about 88 × 80 × 110 voxels; the ``cpu-small`` card (32×48×48);
+- a fixed iteration budget per run (``--iterations``, same for every method), each method
+  with its own default hyperparameters and the card's optimiser recipe;
+- the model kept is the run's ``best_model.pt`` (best validation Dice);
+- the upper bound: supervised on all 72 non-validation volumes;
+- metrics: Dice, Jaccard, 95HD and ASD (medpy semantics, voxels of the evaluated grid, and mm)
+  per case, and their mean, on the evaluation set: ``--eval-root``/``--eval-list`` (any LA
+  split), by default the validation split (labelled as such: selection and evaluation then
+  share cases, an optimistic estimate).
+
+``--setting full`` is the papers' protocol: the ``la-vnet`` card (112×112×80), full
+resolution, each method's ``recommended_training()`` (iterations, optimiser, schedule), on
+CUDA. It needs a GPU.
+
+Outputs in ``bench-results/quality_la/<setting>/``: one run folder per (N, method) with its
+``events.jsonl``; ``per_case.csv``, ``summary.csv`` (means), and ``validation_dice.png``
+(validation Dice against iteration per method and N). A run that already finished is reused
+(``--force`` retrains).
+
+Usage::
+
+    python -m benchmarks.quality_la --shared-data ../shared/data --labeled 8 --iterations 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._common import (VALIDATION_CASES, describe_machine, format_table, la_list, read_la_case, register_all_methods,
+                      results_dir, set_threads, write_csv)
+
+SETTINGS = {
+    # card, in-plane downsampling, default iterations, whether methods' published recipes apply
+    "cpu": {"card": "cpu-small", "downsample": 2, "iterations": 1000, "recipe": False, "device": "cpu"},
+    "full": {"card": "la-vnet", "downsample": 1, "iterations": None, "recipe": True, "device": "cuda"},
+}
+DEFAULT_METHODS = ("supervised", "mean-teacher", "ua-mt", "ss-net", "crossmatch", "dual-branch-kd", "plc-kd")
+UPPER_BOUND = "supervised-all"
+
+
+@dataclass(frozen=True)
+class LALoader:
+    """Picklable loader of one LA case for the trainer (``CaseSource.load``)."""
+
+    path: str
+    downsample: int
+    with_label: bool
+
+    def __call__(self):
+        from napari_semiseg.engine.training import LoadedCase
+        image, label, spacing = read_la_case(Path(self.path), self.downsample)
+        return LoadedCase(image, spacing, label if self.with_label else None)
+
+
+def source(case: tuple[str, Path], downsample: int, labeled: bool):
+    from napari_semiseg.engine.training import CaseSource
+    return CaseSource(case[0], LALoader(str(case[1]), downsample, labeled), labeled)
+
+
+def training_data(cases: Sequence[tuple[str, Path]], n_labeled: int | None, downsample: int):
+    """Labelled = first ``n_labeled`` (None: all non-validation), validation = last 8."""
+    from napari_semiseg.engine.training import TrainingData
+    train, validation = cases[:-VALIDATION_CASES], cases[-VALIDATION_CASES:]
+    n = len(train) if n_labeled is None else n_labeled
+    return TrainingData(labeled=[source(c, downsample, True) for c in train[:n]],
+                        unlabeled=[source(c, downsample, False) for c in train[n:]],
+                        validation=[source(c, downsample, True) for c in validation])
+
+
+def _finished(run_dir: Path) -> bool:
+    events = run_dir / "events.jsonl"
+    return events.is_file() and '"finished"' in events.read_text()
+
+
+def train_one(method: str, n_labeled: int | None, cases, setting: dict, out: Path, *, iterations: int | None,
+              validate_every: int | None, device: str, force: bool, seed: int) -> Path:
+    """Train one (method, N) run unless it already finished; returns its run folder."""
+    from napari_semiseg.engine.cards import load_card
+    from napari_semiseg.engine.methods import get_method
+    from napari_semiseg.engine.training import TrainConfig, train
+    run_dir = out / f"N{'all' if n_labeled is None else n_labeled}" / (UPPER_BOUND if n_labeled is None else method)
+    if _finished(run_dir) and not force:
+        print(f"[quality_la] reusing finished run {run_dir}", flush=True)
+        return run_dir
+    card = load_card(setting["card"])
+    overrides = dict(get_method(method).recommended_training()) if setting["recipe"] else {}
+    if iterations:
+        overrides["iterations"] = iterations
+    overrides.setdefault("iterations", setting["iterations"] or card.training.iterations)
+    every = validate_every or max(1, overrides["iterations"] // 5)
+    data = training_data(cases, n_labeled, setting["downsample"])
+    config = TrainConfig.from_card(card, run_dir, method=method, device=device, seed=seed, validate_every=every,
+                                   checkpoint_every=0, log_every=10, cache_volumes=len(cases), **overrides)
+    if run_dir.exists():
+        for stale in ("events.jsonl", "checkpoint.pt", "best_model.pt", "model.pt"):
+            (run_dir / stale).unlink(missing_ok=True)
+    started = time.perf_counter()
+    result = train(config, data)
+    print(f"[quality_la] {run_dir.name} N={n_labeled}: {result.status} after {result.iteration} steps in "
+          f"{time.perf_counter() - started:.0f} s, best validation Dice "
+          f"{result.metrics.get('best_validation_dice', result.metrics.get('validation_dice'))}", flush=True)
+    return run_dir
+
+
+def evaluate_run(run_dir: Path, eval_cases, downsample: int, device: str) -> list[dict]:
+    """Per-case metrics of the run's best model (else its last) on ``eval_cases``."""
+    from napari_semiseg.engine.inference import predict_volume
+    from napari_semiseg.engine.metrics import evaluate_case
+    from napari_semiseg.engine.training import load_model
+    from napari_semiseg.io import Volume
+    model_file = run_dir / "best_model.pt" if (run_dir / "best_model.pt").is_file() else run_dir / "model.pt"
+    model = load_model(model_file, device="cpu")
+    rows = []
+    for case_id, path in eval_cases:
+        image, label, spacing = read_la_case(path, downsample)
+        prediction = predict_volume(model.network, Volume.from_array(image, spacing=spacing), model.card, device=device)
+        metrics = evaluate_case(prediction.labels, label, spacing, classes=[1], case_id=case_id)
+        rows.append({"case": case_id, "dice": metrics.dice, "jaccard": metrics.jaccard, "hd95_vox": metrics.hd95,
+                     "asd_vox": metrics.asd, "hd95_mm": metrics.hd95_mm, "asd_mm": metrics.asd_mm})
+    return rows
+
+
+def validation_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(iteration, validation Dice) pairs from the run's ``events.jsonl``."""
+    from napari_semiseg.engine.training import read_events
+    events = read_events(run_dir / "events.jsonl") if (run_dir / "events.jsonl").is_file() else []
+    return [(e["iteration"], e["dice"]) for e in events if e["event"] == "validation" and e["dice"] is not None]
+
+
+def run_seconds(run_dir: Path) -> float:
+    from napari_semiseg.engine.training import read_events
+    events = read_events(run_dir / "events.jsonl")
+    ends = [e for e in events if e["event"] == "iteration"]
+    return float(ends[-1]["elapsed_s"]) if ends else float("nan")
+
+
+def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path | None:
+    """Validation Dice against iteration, one line per run label."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for label, points in curves.items():
+        if points:
+            axes.plot(*zip(*points), marker="o", label=label)
+    axes.set_xlabel("iteration")
+    axes.set_ylabel("validation Dice")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def mean_row(label: str, n: str, rows: list[dict], seconds: float, iterations: int) -> dict:
+    def mean(key):
+        values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
+        return float(np.mean(values)) if values else float("nan")
+    return {"N": n, "method": label, "iterations": iterations, "train_s": round(seconds, 1), "cases": len(rows),
+            "dice": mean("dice"), "jaccard": mean("jaccard"), "hd95_vox": mean("hd95_vox"), "asd_vox": mean("asd_vox"),
+            "hd95_mm": mean("hd95_mm"), "asd_mm": mean("asd_mm")}
+
+
+def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int] = (4, 8, 16),
+        methods: Sequence[str] = DEFAULT_METHODS, upper_bound: bool = True, iterations: int | None = None,
+        validate_every: int | None = None, eval_root: str | None = None, eval_list: str | None = None,
+        device: str | None = None, force: bool = False, seed: int = 1337, out: Path | None = None,
+        max_cases: int | None = None) -> list[dict]:
+    """Train and evaluate every (N, method) run; returns the summary rows (see module docstring).
+
+    ``max_cases`` keeps only the first cases of the list plus the validation split (smoke tests).
+    """
+    settings = SETTINGS[setting]
+    available = register_all_methods()
+    methods = [m for m in methods if m in available]
+    device = device or settings["device"]
+    cases = la_list(shared_data)
+    if max_cases:
+        cases = cases[:max_cases - VALIDATION_CASES] + cases[-VALIDATION_CASES:]
+    if eval_list:
+        eval_cases, eval_name = la_list(eval_root or shared_data, eval_list), f"{eval_list}"
+    else:
+        eval_cases, eval_name = cases[-VALIDATION_CASES:], "validation split (last 8 of train.list)"
+    out = out or results_dir("quality_la") / setting
+    jobs = [(m, n) for n in labeled for m in methods] + ([(UPPER_BOUND, None)] if upper_bound else [])
+    per_case, summary, curves = [], [], {}
+    for method, n in jobs:
+        run_dir = train_one("supervised" if n is None else method, n, cases, settings, out, iterations=iterations,
+                            validate_every=validate_every, device=device, force=force, seed=seed)
+        rows = evaluate_run(run_dir, eval_cases, settings["downsample"], device)
+        n_text = "all" if n is None else str(n)
+        per_case += [{"N": n_text, "method": method, **row} for row in rows]
+        steps = json.loads((run_dir / "config.json").read_text())["iterations"]
+        summary.append(mean_row(method, n_text, rows, run_seconds(run_dir), steps))
+        curves[f"{method} N={n_text}"] = validation_curve(run_dir)
+        write_csv(out / "per_case.csv", per_case)
+        write_csv(out / "summary.csv", summary)
+    plot_curves(curves, out / "validation_dice.png")
+    _add_gains(summary)
+    write_csv(out / "summary.csv", summary)
+    text = "\n".join([f"## LA quality, setting {setting} (evaluated on: {eval_name})", "",
+                      f"Machine: {describe_machine()}", "", format_table(summary)])
+    (out / "summary.md").write_text(text + "\n")
+    print(text, flush=True)
+    return summary
+
+
+def _add_gains(summary: list[dict]) -> None:
+    """Dice points over supervised-only at the same N."""
+    base = {row["N"]: row["dice"] for row in summary if row["method"] == "supervised"}
+    for row in summary:
+        row["dice_gain_pts"] = 100 * (row["dice"] - base[row["N"]]) if row["N"] in base else float("nan")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared-data", required=True, help="folder holding LA/ (train.list, the h5 volumes)")
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    parser.add_argument("--labeled", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    parser.add_argument("--no-upper-bound", action="store_true", help="skip supervised on all 72")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="steps per run (cpu default 1000: about 30 min for the slowest method on 2 "
+                             "cores; full: each method's recommended_training())")
+    parser.add_argument("--validate-every", type=int, default=None, help="default: iterations / 5")
+    parser.add_argument("--eval-root", default=None, help="LA root of the evaluation set (default --shared-data)")
+    parser.add_argument("--eval-list", default=None, help="list file of the evaluation set (default: validation split)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    run(args.shared_data, setting=args.setting, labeled=args.labeled, methods=args.methods,
+        upper_bound=not args.no_upper_bound, iterations=args.iterations, validate_every=args.validate_every,
+        eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, force=args.force)
+
+
+if __name__ == "__main__":
+    main()

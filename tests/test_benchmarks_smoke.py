@@ -1,0 +1,90 @@
+"""Each benchmark script's core runs on toy sizes and writes its CSV (no timing is asserted).
+
+A fake LA folder of ten tiny ``mri_norm2.h5`` volumes (the benchmark's (x, y, z) layout, a
+bright ball labelled) stands in for ``../shared/data/LA``; cards are the shipped ones, with a
+16³ patch for the iteration cost. The GUI responsiveness benchmark needs a napari window and
+is exercised by running it (``python -m benchmarks.responsiveness``), not here.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds benchmarks/
+
+from benchmarks import inference_speed, iteration_cost, memory, pseudo_throughput, quality_la  # noqa: E402
+from benchmarks._common import RESULTS_ENV  # noqa: E402
+from napari_semiseg.engine.cards import load_card  # noqa: E402
+
+CASES = [f"CASE{index:02d}" for index in range(10)]
+
+
+@pytest.fixture
+def fake_la(tmp_path, monkeypatch):
+    """``<tmp>/data/LA`` with train.list and ten 36×40×24 (x, y, z) volumes; results in ``<tmp>/results``."""
+    root = tmp_path / "data" / "LA"
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in (36, 40, 24)], indexing="ij"))
+    for case in CASES:
+        label = ((grid / 0.6) ** 2).sum(0) < 1
+        image = (rng.normal(0, 1, label.shape) + 2.5 * label).astype(np.float32)
+        (root / "2018LA_Seg_Training Set" / case).mkdir(parents=True)
+        with h5py.File(root / "2018LA_Seg_Training Set" / case / "mri_norm2.h5", "w") as handle:
+            handle["image"], handle["label"] = image, label.astype(np.uint8)
+    (root / "train.list").write_text("\n".join(CASES) + "\n")
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "results"))
+    return tmp_path
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_iteration_cost_times_every_method_on_the_trainers_batches(fake_la):
+    card = dataclasses.replace(load_card("cpu-small"), patch_size=(16, 16, 16))
+    iteration_cost.run(card, ["supervised", "crossmatch"], repeats=1, warmup=0)
+    rows = _rows(fake_la / "results" / "iteration_cost" / "iteration_cost.csv")
+    assert [r["method"] for r in rows] == ["supervised", iteration_cost.FULL_BATCH, "crossmatch"]
+    assert float(rows[0]["ratio_to_supervised"]) == 1.0
+    assert all(float(r["ms_per_iteration"]) > 0 for r in rows)
+
+
+def test_quality_la_trains_evaluates_per_case_and_plots(fake_la):
+    summary = quality_la.run(fake_la / "data", labeled=(1,), methods=("supervised",), upper_bound=False,
+                             iterations=2, validate_every=2)
+    out = fake_la / "results" / "quality_la" / "cpu"
+    per_case = _rows(out / "per_case.csv")
+    assert [r["case"] for r in per_case] == CASES[-8:], "evaluated on the validation split by default"
+    assert 0.0 <= float(per_case[0]["dice"]) <= 1.0
+    assert summary[0]["method"] == "supervised" and summary[0]["iterations"] == 2
+    assert (out / "validation_dice.png").stat().st_size > 0
+    assert quality_la.validation_curve(out / "N1" / "supervised")[-1][0] == 2
+
+
+def test_inference_speed_compares_both_grids(fake_la):
+    rows = inference_speed.run(fake_la / "data", cases=1, train_iterations=1)
+    assert inference_speed.paper_stride((80, 112, 112)) == (4, 18, 18)
+    assert rows[-1]["case"] == "ALL" and rows[0]["dense_windows"] >= rows[0]["ours_windows"]
+    assert (fake_la / "results" / "inference_speed" / "inference_speed.csv").is_file()
+
+
+def test_memory_reports_the_peak_rss_of_a_child(fake_la):
+    rows = memory.run(("cpu-small",), train_cards=(), shape=(40, 64, 64))
+    assert [r["measure"] for r in rows] == ["idle", "inference"]
+    assert rows[1]["peak_rss_gb"] > rows[0]["peak_rss_gb"] > 0.01
+    assert rows[1]["status"] == "complete"
+    assert len(_rows(fake_la / "results" / "memory" / "memory.csv")) == 2
+
+
+def test_pseudo_throughput_labels_the_volumes_in_a_project(fake_la):
+    rows = pseudo_throughput.run(fake_la / "data", volumes=1)
+    assert rows[-1]["volumes"] == 1 and rows[-1]["volumes_per_minute"] > 0
+    assert (fake_la / "results" / "pseudo_throughput" / "pseudo_throughput.csv").is_file()
