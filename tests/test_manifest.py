@@ -57,7 +57,8 @@ def test_reader_writer_widget_and_samples_point_at_declared_commands(manifest):
                                      contributions.widgets, contributions.sample_data)
             for c in group]
     assert set(used) <= declared
-    assert [w.display_name for w in contributions.widgets] == ["Project"]
+    assert [w.display_name for w in contributions.widgets] == ["Project", "Predict", "Fine-tune", "Pseudo-label",
+                                                                   "Soft-label correction"]
     assert {s.key for s in contributions.sample_data} == {
         "hippocampus-001", "hippocampus-004", "abdomen-ct", "la-phantom"}
 

@@ -8,8 +8,10 @@ counted. The widget turns its results into layers and tables and its errors into
 from __future__ import annotations
 
 import getpass
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -18,6 +20,10 @@ from ..io import Volume
 
 #: The kind every save from the panel records.
 CORRECTED = "corrected"
+
+#: What a session tells its listeners about (``listen``): another project was opened or closed,
+#: a case (or another version of it) was opened, a label version was saved, the models changed.
+CHANGES = ("project", "case", "labels", "models")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,31 @@ class ProjectSession:
         self._project = project
         self._opened: OpenedCase | None = None
         self.author = author or _user_name()
+        self._listeners: list[Callable[[], Callable | None]] = []
+
+    # -- change notifications (the panels of one viewer share a session) ----------------------
+
+    def listen(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(change)`` after each change, ``change`` being one of ``CHANGES``.
+
+        A bound method is held weakly, so a closed panel does not stay alive through its session.
+        """
+        try:
+            self._listeners.append(weakref.WeakMethod(callback))
+        except TypeError:  # a plain function
+            self._listeners.append(lambda: callback)
+
+    def notify(self, change: str) -> None:
+        """Tell every listener about ``change`` (panels call it after changing the project)."""
+        if change not in CHANGES:
+            raise ValueError(f"unknown change {change!r}; one of {CHANGES}")
+        alive = []
+        for reference in self._listeners:
+            callback = reference()
+            if callback is not None:
+                alive.append(reference)
+                callback(change)
+        self._listeners = alive
 
     # -- the project ---------------------------------------------------------------------
 
@@ -106,6 +137,7 @@ class ProjectSession:
         else:
             label = self.project.load_label(version.id)
         self._opened = OpenedCase(case_id, image, np.array(label, copy=True), version, modality)
+        self.notify("case")
         return self._opened
 
     def open_version(self, version_id: int) -> OpenedCase:
@@ -114,7 +146,26 @@ class ProjectSession:
         version = self._version_of(opened.case_id, version_id)
         label = np.array(self.project.load_label(version.id), copy=True)
         self._opened = replace(opened, label=label, version=version)
+        self.notify("case")
         return self._opened
+
+    def next_case_id(self) -> str:
+        """The case to annotate next: the top of ``engine.pseudo.rank_cases``.
+
+        That is the unlabelled case whose soft labels are the most uncertain (mean entropy plus
+        the disagreement of several models' teachers); cases without a soft label come after
+        the scored ones, in project order.
+
+        Raises:
+            ProjectError: no project is open, or every case has a gold or corrected label.
+        """
+        from ..engine.pseudo import next_case
+
+        case_id = next_case(self.project)
+        if case_id is None:
+            raise ProjectError(f"{self.project.root}: every case has a gold or corrected label; "
+                               "no case is left to annotate")
+        return case_id
 
     def history(self) -> list:
         """The opened case's label versions, oldest first (empty when no case is open)."""
@@ -155,6 +206,7 @@ class ProjectSession:
         version = self.project.save_label(opened.case_id, labels, CORRECTED,
                                           parent_id=opened.version_id, author=self.author, note=note)
         self._opened = replace(opened, label=labels, version=version)
+        self.notify("labels")
         return version
 
     # -- helpers ------------------------------------------------------------------------------
@@ -163,6 +215,7 @@ class ProjectSession:
         if self._project is not None and self._project is not project:
             self._project.close()
         self._project, self._opened = project, None
+        self.notify("project")
         return project
 
     def _require_opened(self) -> OpenedCase:
@@ -177,9 +230,12 @@ class ProjectSession:
         raise ProjectError(f"label version {version_id} does not belong to case {case_id}")
 
     def close(self) -> None:
-        if self._project is not None:
+        had_project = self._project is not None
+        if had_project:
             self._project.close()
         self._project, self._opened = None, None
+        if had_project:
+            self.notify("project")
 
 
 def _folder(folder: str | Path) -> Path:

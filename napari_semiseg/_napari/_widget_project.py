@@ -22,11 +22,13 @@ from qtpy.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayo
 from ..errors import ProjectError, SemisegError
 from ._layers import LABEL_VERSION_KEY, image_layer_data, labels_layer_data
 from ._session import OpenedCase, ProjectSession
+from ._shared import session_for, share_session
+from ._case_ranking import RANK_COLUMNS, CaseRanking, show_ranks
 
 if TYPE_CHECKING:
     import napari
 
-CASE_COLUMNS = ("Case", "Shape z×y×x", "Split", "Latest", "Versions")
+CASE_COLUMNS = ("Case", "Shape z×y×x", "Split", "Latest", "Versions") + RANK_COLUMNS
 HISTORY_COLUMNS = ("Version", "Kind", "Parent", "Changed", "Author", "Saved")
 
 
@@ -49,10 +51,15 @@ class ProjectWidget(QWidget):
     def __init__(self, napari_viewer: "napari.viewer.Viewer", session: ProjectSession | None = None):
         super().__init__()
         self.viewer = napari_viewer
-        self.session = session or ProjectSession()
+        # The Predict and Fine-tune panels of this viewer work on the same project.
+        self.session = share_session(napari_viewer, session) if session else session_for(napari_viewer)
         self.image_layer = None
         self.labels_layer = None
+        # Rank/score columns and "Next case": unlabelled cases by uncertainty, ranked off the GUI thread.
+        self.ranking = CaseRanking(self.session, lambda ranks: show_ranks(
+            self.cases_table, ranks, first_column=len(CASE_COLUMNS) - len(RANK_COLUMNS)))
         self._build()
+        self.session.listen(self._on_session_change)
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -78,6 +85,11 @@ class ProjectWidget(QWidget):
         case_buttons = QHBoxLayout()
         case_buttons.addWidget(self.open_case_button)
         case_buttons.addWidget(self.save_button)
+        self.next_case_button = QPushButton("Next case")
+        self.next_case_button.setToolTip("Open the unlabelled case the model is least sure about "
+                                         "(rank 1: mean entropy plus teacher disagreement)")
+        case_buttons.addWidget(self.next_case_button)
+        self.next_case_button.clicked.connect(lambda _checked=False: self.next_case())
 
         layout = QVBoxLayout(self)
         layout.addWidget(_group("Project", folder_row))
@@ -124,6 +136,11 @@ class ProjectWidget(QWidget):
         self.set_status(f"Opened case {case_id}: {_describe_version(opened)}.")
 
     @_reports_errors
+    def next_case(self) -> None:
+        """Open the case to annotate next: rank 1 of the unlabelled cases (``rank_cases``)."""
+        self.open_case(self.ranking.top_case())
+
+    @_reports_errors
     def save_correction(self) -> None:
         """Save the Labels layer as a new ``corrected`` version of the open case."""
         layer = self._live_labels_layer()
@@ -156,6 +173,12 @@ class ProjectWidget(QWidget):
     def set_status(self, text: str, error: bool = False) -> None:
         self.status_label.setText(text)
         self.status_label.setStyleSheet("color: #e06060;" if error else "")
+
+    def _on_session_change(self, change: str) -> None:
+        """Another panel saved a label version (e.g. a prediction): show it in the tables."""
+        if change == "labels" and self.session.has_project:
+            self._fill_cases()
+            self._fill_history()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -228,6 +251,7 @@ class ProjectWidget(QWidget):
         rows = self.session.cases() if self.session.has_project else []
         _fill(self.cases_table, [(c.id, "×".join(map(str, c.shape)), c.split, c.latest_kind or "—",
                                   c.n_versions) for c in rows])
+        self.ranking.refresh()
         self._update_enabled()
 
     def _fill_history(self) -> None:
@@ -243,6 +267,7 @@ class ProjectWidget(QWidget):
     def _update_enabled(self) -> None:
         case_open = self.session.opened is not None
         self.open_case_button.setEnabled(self.cases_table.rowCount() > 0)
+        self.next_case_button.setEnabled(self.cases_table.rowCount() > 0)
         self.save_button.setEnabled(case_open)
         self.open_version_button.setEnabled(self.history_table.rowCount() > 0)
 

@@ -1,0 +1,191 @@
+"""The Predict panel's logic, free of napari and Qt: which model, which options, what to show.
+
+The panel builds a ``PredictRequest``; ``predict_steps`` is the generator its worker runs
+(load the model version, then ``iter_predict_volume``'s reports, then the ``Prediction``);
+``prediction_layers`` turns the result into napari layer tuples on the case's grid, and
+``save_prediction`` keeps it as a "prediction" label version (with its soft label when the
+project stores soft labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Generator
+
+from ..errors import ProjectError
+from ._layers import labels_layer_data, layer_metadata, placement
+
+#: The layers a prediction adds, by suffix after the case id.
+PREDICTION_SUFFIX, SOFT_LABEL_SUFFIX, UNCERTAINTY_SUFFIX = " prediction", " soft label", " uncertainty"
+MC_VARIANCE_SUFFIX = " MC variance"
+#: The hard label is drawn as its outline (this many pixels thick), so that the soft label under it shows.
+PREDICTION_CONTOUR = 2
+#: The variance of a probability is at most 1/4 (half the samples 0, half 1).
+MC_VARIANCE_RANGE = (0.0, 0.25)
+
+
+@dataclass(frozen=True)
+class ColourRamp:
+    """A colormap that is transparent at 0 and grows opaque towards 1 (napari control points).
+
+    Over the image, a soft label drawn this way hides nothing where the model is sure of the
+    background and colours only where it sees foreground (likewise for the uncertainty).
+
+    Attributes:
+        name: the colormap's name in napari's menu.
+        colours: RGBA control points, evenly spaced over 0..1.
+    """
+
+    name: str
+    colours: tuple[tuple[float, float, float, float], ...]
+
+
+#: magma's hues (purple → orange → pale yellow) with an alpha ramp.
+SOFT_LABEL_COLORMAP = ColourRamp("semiseg soft label", ((0.0, 0.0, 0.02, 0.0), (0.55, 0.16, 0.51, 0.45),
+                                                        (0.98, 0.42, 0.29, 0.75), (0.99, 0.99, 0.75, 0.9)))
+#: Transparent → cyan, distinct from the soft label's warm hues and from the labels' colours;
+#: it stays faint below 0.5 so that the image shows through where the model is fairly sure.
+UNCERTAINTY_COLORMAP = ColourRamp("semiseg uncertainty", ((0.0, 0.6, 1.0, 0.0), (0.0, 0.8, 1.0, 0.1),
+                                                          (0.0, 1.0, 1.0, 0.65)))
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """What the Predict panel asks for (the worker consumes exactly this).
+
+    Attributes:
+        model_id: the project's model version; None means the active one.
+        mc_samples: Monte-Carlo dropout sweeps (0: a single deterministic sweep). Each one
+            costs a whole sweep; the uncertainty then also gets the MC variance.
+        largest_component: keep each class's largest connected component; None: the card's.
+        paper_grid: the card's exact window stride (the papers' dense grid) when it has one;
+            False uses ``overlap`` instead (faster).
+        overlap: window overlap fraction (0..1) when not on the papers' grid; None: the card's.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        save_version: keep the hard label as a "prediction" label version (and its soft label).
+    """
+
+    model_id: int | None = None
+    mc_samples: int = 0
+    largest_component: bool | None = None
+    paper_grid: bool = True
+    overlap: float | None = None
+    device: str = "auto"
+    save_version: bool = False
+
+
+def resolve_model(project, model_id: int | None):
+    """The ``ModelVersion`` a request names (the active one for None).
+
+    Raises:
+        ProjectError: the project has no model yet, or no such version.
+    """
+    if model_id is not None:
+        return project.model(model_id)
+    active = project.active_model()
+    if active is None:
+        raise ProjectError(f"{project.root}: the project has no model yet; fine-tune one first "
+                           "(Fine-tune panel) or register one with `semiseg train`")
+    return active
+
+
+def grid_arguments(request: PredictRequest, card) -> dict:
+    """``stride``/``overlap`` keyword arguments for ``iter_predict_volume``."""
+    if request.paper_grid and card.inference.stride is not None:
+        return {"stride": None, "overlap": None}  # the card's stride
+    overlap = card.inference.overlap if request.overlap is None else float(request.overlap)
+    return {"stride": None, "overlap": overlap}
+
+
+def predict_steps(model_file: str | Path, volume, request: PredictRequest,
+                  should_stop: Callable[[], bool] | None = None) -> Generator:
+    """Load a model file and predict ``volume``: the generator a GUI worker runs.
+
+    Args:
+        model_file: a model version's weights (``ModelVersion.checkpoint_path``).
+        volume: the case's (z, y, x) ``Volume``.
+        request: the options.
+        should_stop: asked between window batches; True raises ``Cancelled``.
+
+    Yields:
+        ``InferenceProgress`` reports (the first says the model is loading).
+
+    Returns:
+        The ``Prediction`` on the volume's grid.
+    """
+    from ..engine.inference import InferenceProgress, Prediction, iter_predict_volume
+    from ..engine.training import load_model
+
+    yield InferenceProgress(0, 0, f"Loading model {Path(model_file).parent.name}")
+    trained = load_model(model_file)
+    largest = request.largest_component
+    for item in iter_predict_volume(trained.network, volume, trained.card, device=request.device,
+                                    mc_samples=request.mc_samples, largest_component=largest,
+                                    should_stop=should_stop, **grid_arguments(request, trained.card)):
+        if isinstance(item, Prediction):
+            return item
+        yield item
+    raise RuntimeError("inference ended without a prediction")  # not reachable
+
+
+def prediction_layers(prediction, case_id: str, model_id: int | None = None) -> list[tuple]:
+    """napari layer tuples for a prediction: hard labels, soft label, uncertainty.
+
+    All three lie on the prediction's grid (``scale`` = spacing, ``translate`` = origin) and
+    carry its geometry in their metadata, so the writer saves them where they belong.
+
+    Returns:
+        ``[(foreground probability, kwargs, "image"), (uncertainty, kwargs, "image"), (labels,
+        kwargs, "labels")]``, bottom to top; the images are float32 in 0..1 with a
+        ``ColourRamp`` colormap (the widget turns it into a napari colormap); the widget draws
+        the hard label as its contour (``PREDICTION_CONTOUR``), over the soft label. With MC dropout a fourth, hidden layer holds
+        the variance of the foreground probability (0..0.25).
+    """
+    geometry = prediction.geometry
+    extra = {"case": case_id, "model": model_id}
+    labels = labels_layer_data(prediction.labels, geometry, f"{case_id}{PREDICTION_SUFFIX}", **extra)
+    labels[1]["opacity"] = 1.0
+    soft = _unit_image(prediction.foreground_probability(), geometry, f"{case_id}{SOFT_LABEL_SUFFIX}",
+                       SOFT_LABEL_COLORMAP, extra)
+    uncertainty = _unit_image(prediction.uncertainty, geometry, f"{case_id}{UNCERTAINTY_SUFFIX}",
+                              UNCERTAINTY_COLORMAP, extra)
+    layers = [soft, uncertainty, labels]
+    if prediction.mc_variance is not None:
+        variance = _unit_image(prediction.mc_variance, geometry, f"{case_id}{MC_VARIANCE_SUFFIX}",
+                               UNCERTAINTY_COLORMAP, extra, MC_VARIANCE_RANGE)
+        variance[1]["visible"] = False
+        layers.append(variance)
+    return layers
+
+
+def _unit_image(array, geometry, name: str, colormap: ColourRamp, extra: dict, limits=(0.0, 1.0)) -> tuple:
+    kwargs = {"name": name, "metadata": layer_metadata(geometry, **extra), "contrast_limits": limits,
+              "colormap": colormap, "blending": "translucent", "opacity": 1.0, **placement(geometry)}
+    return (array, kwargs, "image")
+
+
+def save_prediction(project, case_id: str, prediction, model_id: int | None, author: str | None = None):
+    """Keep a prediction as a "prediction" label version (with its soft label when possible).
+
+    Returns:
+        (the ``LabelVersion``, the ``SoftLabel`` or None when the project keeps no soft labels).
+    """
+    note = f"model {model_id}; {prediction.grid}; {prediction.passes} pass(es) on {prediction.device}"
+    if hasattr(project, "save_label_with_soft_label"):
+        return project.save_label_with_soft_label(case_id, prediction.labels, "prediction",
+                                                  prediction.probabilities, model_id=model_id,
+                                                  author=author, note=note)
+    return project.save_label(case_id, prediction.labels, "prediction", model_id=model_id,
+                              author=author, note=note), None
+
+
+def describe_prediction(prediction, case_id: str) -> str:
+    """One status line: what was predicted, how, how long it took."""
+    voxels = int((prediction.labels > 0).sum())
+    return (f"Predicted {case_id}: {voxels} foreground voxels, {prediction.windows} windows × "
+            f"{prediction.passes} pass(es) on {prediction.device} in {prediction.seconds:.1f} s.")
+
+
+__all__ = ["ColourRamp", "MC_VARIANCE_SUFFIX", "PREDICTION_SUFFIX", "PredictRequest", "SOFT_LABEL_SUFFIX", "UNCERTAINTY_SUFFIX", "describe_prediction",
+           "grid_arguments", "predict_steps", "prediction_layers", "resolve_model", "save_prediction"]

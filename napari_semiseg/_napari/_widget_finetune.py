@@ -1,0 +1,474 @@
+"""The "Fine-tune" dock widget: train a new model version in a child process, watch it live.
+
+The widget builds a ``FineTuneRequest`` (card, method and its hyperparameters, labelled,
+unlabelled and validation cases, iterations, device, the model to start from).
+``FineTuneRun`` starts the trainer in a child process, so the window never waits on it;
+a timer reads the child's JSON-lines events and feeds the plot (loss per iteration,
+validation Dice) and the progress bar. Stop is graceful (the child saves its weights and a
+checkpoint); Resume continues a stopped run. The new model version shows in the models
+table, where any version can be made active again. An ``EventLoopProbe`` records how
+responsive the window stayed during each run (``stall_report``): from the first event-loop
+turn after the Start (or Resume) click has been handled and drawn, to the run's final event.
+"""
+
+from __future__ import annotations
+
+import atexit
+from typing import TYPE_CHECKING, Any
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                            QListWidget, QListWidgetItem, QProgressBar, QPushButton, QScrollArea, QSpinBox,
+                            QVBoxLayout, QWidget)
+
+from ..errors import ProjectError, SemisegError
+from ._finetune_job import CasePools, FineTuneRequest, FineTuneRun, format_param, method_defaults, parse_param
+from ._model_rows import describe_model
+from ._plot import TrainingPlot
+from ._responsiveness import EventLoopProbe, StallReport
+from ._shared import session_for
+from ._widget_models import ModelsSection
+
+if TYPE_CHECKING:
+    import napari
+
+#: How often the child's events are read, in milliseconds.
+POLL_INTERVAL_MS = 250
+FRESH = "fresh network"
+
+
+class ParamsForm(QWidget):
+    """One editable field per hyperparameter of a method (a check box for booleans)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._layout = QFormLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._defaults: dict[str, Any] = {}
+        self.fields: dict[str, QWidget] = {}
+
+    def set_params(self, values: dict[str, Any]) -> None:
+        while self._layout.rowCount():
+            self._layout.removeRow(0)
+        self._defaults, self.fields = dict(values), {}
+        for name, value in values.items():
+            if isinstance(value, bool):
+                field = QCheckBox()
+                field.setChecked(value)
+            else:
+                field = QLineEdit(format_param(value))
+            self.fields[name] = field
+            self._layout.addRow(name, field)
+        if not values:
+            self._layout.addRow(QLabel("(no hyperparameters)"))
+
+    def values(self) -> dict[str, Any]:
+        """The typed values, each parsed as the type of its default.
+
+        Raises:
+            ProjectError: a field does not hold a value of its type.
+        """
+        values = {}
+        for name, field in self.fields.items():
+            if isinstance(field, QCheckBox):
+                values[name] = field.isChecked()
+            else:
+                values[name] = parse_param(field.text(), self._defaults[name], name)
+        return values
+
+
+class FineTuneWidget(QWidget):
+    """Dock widget: recipe, cases, Start / Stop / Resume, live plot, model versions."""
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.run: FineTuneRun | None = None
+        self.runs: list[FineTuneRun] = []
+        self.probe = EventLoopProbe(parent=self)
+        self.last_stall_report: StallReport | None = None
+        self.child_env: dict[str, str] | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.timeout.connect(self._poll)
+        self._build()
+        self.session.listen(self._on_session_change)
+        self._refresh_all()
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        from ..engine.cards import shipped_card_names
+        from ..engine.methods import list_methods
+
+        self.card_combo = QComboBox()
+        self.card_combo.addItems(shipped_card_names())
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(list_methods())
+        self.params_form = ParamsForm()
+        self.iterations_spin = QSpinBox(minimum=1, maximum=1_000_000)
+        self.validate_spin = QSpinBox(minimum=1, maximum=1_000_000)
+        self.validate_spin.setToolTip("Validation Dice every N iterations (and after the last)")
+        self.lr_edit = QLineEdit()
+        self.lr_edit.setToolTip("Initial learning rate (the card's schedule decays it)")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(_devices())
+        self.start_from_combo = QComboBox()
+        self.start_from_combo.setToolTip("Fine-tune a model version (it becomes the parent), or train a "
+                                         "fresh network")
+        self._start_from_picked = False  # until the user picks one, follow the active model
+        self.start_from_combo.activated.connect(lambda _index: setattr(self, "_start_from_picked", True))
+        self.labelled_list = _checklist()
+        self.unlabelled_list = _checklist()
+        self.labelled_title = QLabel()
+        self.unlabelled_title = QLabel()
+        self.validation_label = QLabel(wordWrap=True)
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current step; the weights are kept (a checkpoint and an "
+                                    "inactive model version) and the run can be resumed")
+        self.resume_button = QPushButton("Resume")
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m iterations")
+        self.plot = TrainingPlot()
+        self.status_label = QLabel(wordWrap=True)
+        self.models = ModelsSection(self.session)
+        self.setMinimumWidth(460)
+
+        recipe = QFormLayout()
+        recipe.addRow("Card", self.card_combo)
+        recipe.addRow("Method", self.method_combo)
+        recipe.addRow("Hyperparameters", self.params_form)
+        recipe.addRow("Iterations", self.iterations_spin)
+        recipe.addRow("Learning rate", self.lr_edit)
+        recipe.addRow("Validate every", self.validate_spin)
+        recipe.addRow("Device", self.device_combo)
+        recipe.addRow("Start from", self.start_from_combo)
+        cases = QVBoxLayout()
+        lists = QHBoxLayout()
+        for title, widget in ((self.labelled_title, self.labelled_list),
+                              (self.unlabelled_title, self.unlabelled_list)):
+            column = QVBoxLayout()
+            column.addWidget(title)
+            column.addWidget(widget)
+            lists.addLayout(column)
+        cases.addLayout(lists)
+        cases.addWidget(self.validation_label)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.stop_button, self.resume_button):
+            buttons.addWidget(button)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.addWidget(_group("Recipe", recipe))
+        layout.addWidget(_group("Cases", cases))
+        run_box = _group("Run", buttons)
+        run_box.layout().addWidget(self.progress)
+        run_box.layout().addWidget(self.plot, stretch=1)
+        run_box.layout().addWidget(self.status_label)
+        layout.addWidget(run_box, stretch=2)
+        layout.addWidget(self.models, stretch=1)
+        # A short window scrolls the panel rather than squeezing the plot under its neighbours.
+        self.scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
+
+        self._recipe_shown = False
+        self.card_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed(card_changed=True))
+        self.method_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed())
+        self.labelled_list.itemChanged.connect(lambda _item: self._update_titles())
+        self.unlabelled_list.itemChanged.connect(lambda _item: self._update_titles())
+        self.start_button.clicked.connect(lambda _checked=False: self.start())
+        self.stop_button.clicked.connect(lambda _checked=False: self.stop())
+        self.resume_button.clicked.connect(lambda _checked=False: self.resume())
+        card = self.card_combo.findText("cpu-small")
+        self.card_combo.setCurrentIndex(max(card, 0))
+        self._on_recipe_changed()
+
+    # -- the request the child run consumes -----------------------------------------------------------
+
+    def request(self) -> FineTuneRequest:
+        """The ``FineTuneRequest`` the controls describe.
+
+        Raises:
+            ProjectError: a hyperparameter field holds no valid value.
+        """
+        return FineTuneRequest(
+            card=self.card_combo.currentText(), method=self.method_combo.currentText(),
+            method_params=self.params_form.values(), labelled=_checked(self.labelled_list),
+            unlabelled=_checked(self.unlabelled_list), validation=self._validation,
+            iterations=self.iterations_spin.value(), device=self.device_combo.currentText(),
+            validate_every=self.validate_spin.value(), start_from=self.start_from_combo.currentData(),
+            lr=parse_param(self.lr_edit.text(), 0.0, "learning rate"))
+
+    # -- actions ----------------------------------------------------------------------------------------
+
+    def start(self) -> FineTuneRun | None:
+        """Start a run from ``request()`` in a child process; returns it (None when refused)."""
+        if self.run is not None and self.run.running:
+            self._report_error("a training run is already running; stop it first")
+            return None
+        try:
+            project = self.session.project
+            request = self.request()
+            run = FineTuneRun.start(project, request, env=self.child_env)
+        except SemisegError as error:
+            self._report_error(str(error))
+            return None
+        self.plot.clear(run.iterations)
+        self._follow(run, f"Started run {run.run_id} ({request.method}, {request.iterations} iterations, "
+                          f"{len(request.labelled)} labelled + {len(request.unlabelled)} unlabelled cases) "
+                          f"in process {run.pid}…")
+        return run
+
+    def stop(self) -> None:
+        """Ask the running child to stop after its current step (the weights are kept)."""
+        if self.run is not None and self.run.running:
+            self.run.stop()
+            self.set_status(f"Stopping run {self.run.run_id} after its current step…")
+            self.stop_button.setEnabled(False)
+
+    def resume(self) -> FineTuneRun | None:
+        """Continue the stopped run from its checkpoint (a new run, same iterations target)."""
+        try:
+            if self.run is None:
+                raise ProjectError("no stopped run to resume")
+            run = self.run.resume(env=self.child_env)
+        except SemisegError as error:
+            self._report_error(str(error))
+            return None
+        self._follow(run, f"Resuming run {self.run.run_id} as run {run.run_id} from iteration "
+                          f"{self.run.iteration}…")
+        return run
+
+    def _start_probe(self) -> None:
+        if self.run is not None and self.run.running:
+            self.probe.start()
+
+    def show_run(self) -> None:
+        """Scroll the panel to the run: buttons, progress and plot."""
+        self.scroll.ensureWidgetVisible(self.status_label)
+        self.scroll.ensureWidgetVisible(self.start_button)
+
+    def stall_report(self) -> StallReport | None:
+        """Event-loop stalls of the current run (live), else of the last one."""
+        if self.probe.running:
+            return self.probe.report()
+        return self.last_stall_report
+
+    def set_status(self, text: str, error: bool = False) -> None:
+        self.status_label.setText(text)
+        self.status_label.setStyleSheet("color: #e06060;" if error else "")
+
+    # -- following a run ----------------------------------------------------------------------------------
+
+    def _follow(self, run: FineTuneRun, message: str) -> None:
+        self.run = run
+        self.runs.append(run)
+        atexit.register(run.stop)  # a closed viewer leaves no training behind; the weights are kept
+        self.progress.setRange(0, run.iterations)
+        _set_progress(self.progress, run.iteration)
+        self.set_status(message)
+        self._timer.start()
+        self._update_enabled()
+        # Measure the run, not the Start click: the probe starts once the click's own repaint,
+        # already queued, is done.
+        QTimer.singleShot(0, self._start_probe)
+
+    def _poll(self) -> None:
+        run = self.run
+        if run is None:
+            self._timer.stop()
+            return
+        for event in run.poll():
+            self._show_event(event)
+        if run.ended and run.running:
+            self.last_stall_report = self.probe.stop()  # the run is over: what follows is bookkeeping
+            self._conclude(run)
+
+    def _show_event(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            self.progress.setRange(0, int(event.get("iterations") or self.run.iterations))
+            self.plot.set_iterations(self.progress.maximum())
+            self.set_status(f"Training on {event.get('device')}: {event.get('n_labeled')} labelled, "
+                            f"{event.get('n_unlabeled')} unlabelled, {event.get('n_validation')} validation "
+                            f"case(s); starting at iteration {event.get('iteration')}.")
+        elif kind == "iteration":
+            iteration = int(event["iteration"])
+            self.plot.add_loss(iteration, (event.get("losses") or {}).get("total"))
+            _set_progress(self.progress, iteration)
+            eta = event.get("eta_s")
+            self.set_status(f"Iteration {iteration} of {self.run.iterations}"
+                            + (f", about {_duration(eta)} left." if eta is not None else "."))
+        elif kind == "validation":
+            self.plot.add_dice(int(event["iteration"]), event.get("dice"))
+
+    def _conclude(self, run: FineTuneRun) -> None:
+        self._timer.stop()
+        model = run.conclude()
+        self._update_enabled()
+        if run.status == "failed":
+            self._report_error(f"Run {run.run_id} failed: {run.error}")
+            return
+        self.session.notify("models")
+        dice = run.validation_dice
+        if run.status == "finished":
+            message = (f"Run {run.run_id} finished: model {model.id} is now active"
+                       + (f" (validation Dice {dice:.3f})." if dice is not None else "."))
+        else:
+            message = (f"Run {run.run_id} stopped at iteration {run.iteration}: its weights are kept as "
+                       f"inactive model {model.id}; Resume continues it.")
+        self.models.select(model.id)
+        self.set_status(message)
+        show_info(message)
+
+    def _report_error(self, message: str) -> None:
+        self.set_status(message, error=True)
+        show_error(message)
+
+    # -- keeping in step with the project -----------------------------------------------------------------
+
+    def _on_session_change(self, change: str) -> None:
+        if change == "project":
+            self._refresh_all()
+        elif change == "labels":
+            self._refresh_cases()
+        elif change == "models":
+            self.models.refresh()
+            self._refresh_start_from()
+
+    def _refresh_all(self) -> None:
+        self._refresh_cases()
+        self.models.refresh()
+        self._refresh_start_from()
+
+    def _refresh_cases(self) -> None:
+        pools = CasePools.from_project(self.session.project) if self.session.has_project else CasePools((), (), ())
+        for widget, ids in ((self.labelled_list, pools.labelled), (self.unlabelled_list, pools.unlabelled)):
+            unticked = {item.text() for item in _items(widget) if item.checkState() != Qt.Checked}
+            widget.blockSignals(True)
+            widget.clear()
+            for case_id in ids:
+                item = QListWidgetItem(case_id)
+                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+                item.setCheckState(Qt.Unchecked if case_id in unticked else Qt.Checked)
+                widget.addItem(item)
+            widget.blockSignals(False)
+        self._validation = pools.validation
+        self.validation_label.setText(
+            f"Validation (split \"validation\", never trained on): {', '.join(pools.validation)}"
+            if pools.validation else
+            "No validation case: give a labelled case the split \"validation\" to get a validation Dice.")
+        self._update_titles()
+
+    def _update_titles(self) -> None:
+        for title, widget, what in ((self.labelled_title, self.labelled_list, "Labelled (gold + corrected)"),
+                                    (self.unlabelled_title, self.unlabelled_list, "Unlabelled")):
+            title.setText(f"{what}: {len(_checked(widget))} of {widget.count()}")
+        self._update_enabled()
+
+    def _refresh_start_from(self) -> None:
+        chosen = self.start_from_combo.currentData()
+        self.start_from_combo.clear()
+        self.start_from_combo.addItem(FRESH, None)
+        models = self.session.project.models() if self.session.has_project else []
+        network = self._card().to_dict()["network"]
+        compatible = [m for m in reversed(models) if m.card.get("network") == network]
+        for model in compatible:
+            self.start_from_combo.addItem(describe_model(model) + (" (active)" if model.active else ""), model.id)
+        if self._start_from_picked and self.start_from_combo.findData(chosen) >= 0:
+            self.start_from_combo.setCurrentIndex(self.start_from_combo.findData(chosen))
+        else:  # by default a fine-tune continues from the active model
+            active = next((m.id for m in compatible if m.active), None)
+            self.start_from_combo.setCurrentIndex(max(self.start_from_combo.findData(active), 0))
+
+    def _on_recipe_changed(self, card_changed: bool = False) -> None:
+        """A card or method change: its hyperparameters, iterations and models to start from."""
+        card = self._card()
+        if card_changed or not self._recipe_shown:
+            self._recipe_shown = True
+            self._show_method(card.training.method)  # a card comes with its default method
+        try:
+            self.params_form.set_params(method_defaults(self.method_combo.currentText(), card))
+        except SemisegError as error:
+            self._report_error(str(error))
+        self.iterations_spin.setValue(card.training.iterations)
+        self.lr_edit.setText(format_param(card.training.lr))
+        self.validate_spin.setValue(card.training.validate_every or card.training.iterations)
+        self._refresh_start_from()
+
+    def _show_method(self, method: str) -> None:
+        index = self.method_combo.findText(method)
+        if index >= 0:
+            self.method_combo.blockSignals(True)
+            self.method_combo.setCurrentIndex(index)
+            self.method_combo.blockSignals(False)
+
+    def _card(self):
+        from ..engine.cards import load_card
+
+        return load_card(self.card_combo.currentText())
+
+    def _update_enabled(self) -> None:
+        running = self.run is not None and self.run.running
+        can_start = self.session.has_project and self.labelled_list.count() > 0
+        self.start_button.setEnabled(not running and can_start)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and self.run is not None and self.run.status == "stopped")
+        # The recipe and case controls stay editable: a run reads them once, at Start (and
+        # re-styling a dozen disabled controls would cost the window a long repaint).
+
+
+def _set_progress(bar: QProgressBar, value: int) -> None:
+    """Move a progress bar without ``QProgressBar.setValue``'s immediate repaint.
+
+    Repainting any part of napari's window re-composes the whole window with its OpenGL
+    canvas (tens of milliseconds, more on a busy CPU); deferred, it joins the next paint.
+    """
+    bar.setUpdatesEnabled(False)
+    try:
+        bar.setValue(value)
+    finally:
+        bar.setUpdatesEnabled(True)  # schedules an ordinary (deferred) update
+
+
+def _devices() -> list[str]:
+    import torch
+
+    return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _checklist() -> QListWidget:
+    widget = QListWidget()
+    widget.setMaximumHeight(90)
+    widget.setToolTip("Untick a case to leave it out of the run")
+    return widget
+
+
+def _items(widget: QListWidget) -> list[QListWidgetItem]:
+    return [widget.item(row) for row in range(widget.count())]
+
+
+def _checked(widget: QListWidget) -> tuple[str, ...]:
+    return tuple(item.text() for item in _items(widget) if item.checkState() == Qt.Checked)
+
+
+def _group(title: str, layout) -> QGroupBox:
+    box = QGroupBox(title)
+    inner = QVBoxLayout(box)
+    inner.addLayout(layout)
+    return box
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+__all__ = ["FineTuneWidget", "ParamsForm"]
