@@ -165,3 +165,8 @@ def downsample_in_plane(image: np.ndarray, label: np.ndarray, factor: int) -> tu
 __all__ = ["RESULTS_ENV", "VALIDATION_CASES", "cpu_model", "describe_machine", "downsample_in_plane",
            "format_table", "la_list", "la_root", "machine", "read_la_case", "register_all_methods",
            "report", "results_dir", "set_threads", "write_csv"]
+
+
+#: The folder that holds the ``benchmarks`` package: children started with ``-m benchmarks.x``
+#: run from here, whatever the caller's working directory (the tests run from ``tests/``).
+REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._common import register_all_methods, report, results_dir
+from ._common import REPO_ROOT, register_all_methods, report, results_dir
 
 CT_SHAPE = (300, 512, 512)
 CT_SPACING = (1.0, 0.8, 0.8)
@@ -109,7 +109,7 @@ def measure(kind: str, card: str = "cpu-small", *, max_windows: int = 0, steps: 
     command = [sys.executable, "-m", "benchmarks.memory", "--child", kind, "--card", card,
                "--max-windows", str(max_windows), "--train-steps", str(steps), "--threads", str(threads),
                "--shape", *map(str, shape)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
     if done.returncode != 0 or "RESULT" not in done.stdout:
         raise RuntimeError(f"memory child {kind} {card} failed:\n{done.stderr[-3000:]}")
     fields = dict(item.split("=") for item in done.stdout.split("RESULT", 1)[1].split())

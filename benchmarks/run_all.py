@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from . import inference_speed, iteration_cost, memory, pseudo_throughput, quality_la, responsiveness
-from ._common import describe_machine, set_threads
+from ._common import REPO_ROOT, describe_machine, set_threads
 
 
 def plan(shared_data: str, quick: bool) -> dict[str, Callable[[], object]]:
@@ -48,7 +48,7 @@ def plan(shared_data: str, quick: bool) -> dict[str, Callable[[], object]]:
 def _responsiveness(argv: list[str]) -> None:
     # Its own process: it needs a display (xvfb-run) and a Qt application of its own.
     import subprocess
-    code = subprocess.call([sys.executable, "-m", "benchmarks.responsiveness", *argv])
+    code = subprocess.call([sys.executable, "-m", "benchmarks.responsiveness", *argv], cwd=REPO_ROOT)
     if code:
         raise RuntimeError(f"responsiveness benchmark exited with status {code}")
 
