@@ -9,6 +9,7 @@ responsiveness probe are printed (``-s``) as well as asserted against the accept
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from qtpy.QtCore import Qt
@@ -18,7 +19,7 @@ from napari_semiseg._napari._finetune_job import (CasePools, FineTuneRequest, bu
 from napari_semiseg.errors import ProjectError, SemisegError
 from napari_semiseg.engine.cards import load_card
 from napari_semiseg.engine.methods import get_method, list_methods
-from napari_semiseg.engine.training import CHECKPOINT_FILE, load_checkpoint, read_events
+from napari_semiseg.engine.training import CHECKPOINT_FILE, EVENTS_FILE, load_checkpoint, read_events
 from napari_semiseg.project import Project
 from napari_panel_support import (LABELLED, UNLABELLED, VALIDATION, build_project, dock, notifications,
                                   register_model, screenshot, show_tab)
@@ -262,3 +263,30 @@ def test_requests_a_run_cannot_honour_are_refused_with_the_reason(project_folder
             build_train_config(project, FineTuneRequest("cpu-small", semi_supervised, labelled=LABELLED), tmp_path)
         with pytest.raises(SemisegError, match="unknown training method 'nope'"):
             build_train_config(project, FineTuneRequest("cpu-small", "nope", **cases), tmp_path)
+
+
+#: A loss each consistency method logs besides the supervised one (named in its training step).
+METHOD_LOSSES = {"mean-teacher": "consistency", "ua-mt": "consistency", "ss-net": "lds", "crossmatch": "kd"}
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_LOSSES))
+def test_each_consistency_method_trains_from_the_panel(panels, project_folder, qtbot, method):
+    _viewer, _project_panel, panel = panels
+    panel.method_combo.setCurrentText(method)
+    assert panel.request().method == method
+    _configure(panel, iterations=2, validate_every=2)
+
+    panel.start_button.click()
+    run = panel.run
+    assert run is not None, panel.status_label.text()
+    _wait_for_end(panel, qtbot, run)
+
+    assert run.status == "finished", run.error
+    assert [i for i, _loss in panel.plot.loss_points] == [1, 2]
+    assert [i for i, _dice in panel.plot.dice_points] == [2]
+    events = read_events(Path(run.config.output_dir) / EVENTS_FILE)
+    logged = {name for e in events if e["event"] == "iteration" for name in e["losses"]}
+    assert {"total", METHOD_LOSSES[method]} <= logged, f"{method} logged {sorted(logged)}"
+    with Project.open(project_folder) as project:
+        stored = project.model(run.model.id)
+        assert stored.method == method and "validation_dice" in stored.metrics
