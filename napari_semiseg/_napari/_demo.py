@@ -1,0 +1,247 @@
+"""The README's main job: napari with the plugin docked on a sample project.
+
+    python -m napari_semiseg.demo --out DIR [--headless] [--shared-data PATH]
+
+Builds (or completes) a sample project in ``DIR/project``: the shipped hippocampus MRIs with
+their gold labels, a few synthetic left-atrium phantoms and, when ``--shared-data`` holds the
+LA benchmark, a handful of its cases (two with their gold label). Then it opens napari, docks
+the Project, Fine-tune and Predict panels on that project and opens a case. With a display it
+hands over to napari's event loop. With ``--headless`` it goes through the loop once, from the
+panels: when the project has no model yet, the Fine-tune panel trains a first one for
+``--train-iterations`` steps (a child process, on the labelled left-atrium cases); the Predict
+panel then predicts the open case (labels, soft label, uncertainty); a screenshot of the whole
+window goes to ``DIR/demo-screenshot.png`` and it exits 0 (``make demo`` runs it under
+``xvfb-run`` when there is no display).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import SemisegError
+from ..samples import SampleProjectSpec, build_sample_project
+
+#: The dock widgets the demo opens, in order; Fine-tune shares a tabbed dock with Project.
+DEMO_WIDGETS: tuple[str, ...] = ("Project", "Fine-tune", "Predict")
+TABBED_WIDGETS: tuple[str, ...] = ("Fine-tune",)
+WINDOW_SIZE = (1600, 1000)
+SCREENSHOT_NAME = "demo-screenshot.png"
+#: The headless demo's first model: a short run at a fairly high learning rate finds the atrium.
+DEMO_TRAIN_ITERATIONS = 24
+DEMO_LEARNING_RATE = 0.01
+#: The longest the headless demo waits for its training run and its prediction, in seconds.
+DEMO_WAIT_S = 900
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m napari_semiseg.demo",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, type=Path,
+                        help="folder for the project and the screenshot")
+    parser.add_argument("--headless", action="store_true",
+                        help="draw once, save DIR/demo-screenshot.png and exit (needs an X server, "
+                             "e.g. xvfb-run; one is started when pyvirtualdisplay is installed)")
+    parser.add_argument("--shared-data", type=Path, default=None,
+                        help="the shared data folder; its LA/ subfolder adds real LA cases")
+    parser.add_argument("--la-cases", type=int, default=4, help="how many LA cases to add (default 4)")
+    parser.add_argument("--train-iterations", type=int, default=DEMO_TRAIN_ITERATIONS,
+                        help="headless: steps of the first model's training when the project has none "
+                             f"(default {DEMO_TRAIN_ITERATIONS}); 0 skips training and prediction")
+    return parser.parse_args(argv)
+
+
+def demo_spec(shared_data: Path | None, la_cases: int) -> SampleProjectSpec:
+    """The sample project's content: LA cases only when the benchmark folder is there."""
+    la_root = None
+    if shared_data is not None and (Path(shared_data) / "LA" / "train.list").is_file():
+        la_root = Path(shared_data) / "LA"
+    return SampleProjectSpec(la_root=la_root, la_cases=la_cases, la_labeled=min(2, la_cases))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.headless and not _has_display():
+        return _rerun_on_virtual_display(argv if argv is not None else sys.argv[1:])
+    try:
+        project_folder = prepare_project(args.out, demo_spec(args.shared_data, args.la_cases))
+    except SemisegError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 2
+    return show(project_folder, args.out / SCREENSHOT_NAME if args.headless else None, args.train_iterations)
+
+
+def prepare_project(out: Path, spec: SampleProjectSpec) -> Path:
+    """Build the sample project in ``out/project``; return its folder."""
+    folder = Path(out) / "project"
+    project = build_sample_project(folder, spec)
+    try:
+        cases = project.cases()
+    finally:
+        project.close()
+    labelled = sum(case.latest_kind is not None for case in cases)
+    print(f"sample project {folder}: {len(cases)} cases, {labelled} with labels")
+    return folder
+
+
+def show(project_folder: Path, screenshot: Path | None, train_iterations: int = DEMO_TRAIN_ITERATIONS) -> int:
+    """Open napari on the project; go through the loop, save ``screenshot`` and return, or run
+    the event loop."""
+    if screenshot is not None:
+        # A warning toast (e.g. napari's PyQt5 deprecation) would cover the screenshot; the
+        # environment variable changes this run's setting without saving it.
+        os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
+    import napari
+
+    viewer = napari.Viewer(title="napari-semiseg demo", show=True)
+    viewer.window.resize(*WINDOW_SIZE)
+    docked = {name: viewer.window.add_plugin_dock_widget("napari-semiseg", name,
+                                                         tabify=name in TABBED_WIDGETS)[1]
+              for name in DEMO_WIDGETS}
+    panel = docked["Project"]
+    panel.open_project(project_folder)
+    case_id = _case_to_show(panel)
+    panel.open_case(case_id)
+    _bring_to_front(panel)
+    if screenshot is None:
+        napari.run()
+        return 0
+    if train_iterations > 0:
+        _let_the_window_draw()  # the first drawing of the window, before the run is measured
+        status = _train_and_predict(docked["Fine-tune"], docked["Predict"], train_iterations)
+        if status:
+            viewer.close()
+            return status
+        _bring_to_front(docked["Fine-tune"])
+        docked["Fine-tune"].show_run()
+    _let_the_window_draw()
+    viewer.reset_view()  # now that the window has its final size
+    _let_the_window_draw(0.5)
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(screenshot), canvas_only=False)
+    print(f"screenshot {screenshot}")
+    viewer.close()
+    return 0
+
+
+def _train_and_predict(finetune, predict, iterations: int) -> int:
+    """Through the panels: train a first model when there is none, then predict the open case.
+
+    Returns:
+        0, or 1 when the training or the prediction failed (the message is printed).
+    """
+    project = finetune.session.project
+    if project.active_model() is None:
+        _choose_training_cases(finetune, _left_atrium_cases(project, finetune))
+        finetune.iterations_spin.setValue(iterations)
+        finetune.lr_edit.setText(str(DEMO_LEARNING_RATE))
+        finetune.validate_spin.setValue(max(1, iterations // 4))
+        run = finetune.start()
+        if run is None or not _wait_until(lambda: not run.running):
+            print(f"demo: training did not finish: {finetune.status_label.text()}", file=sys.stderr)
+            return 1
+        print(f"demo: {finetune.status_label.text()} {finetune.stall_report().describe()}")
+        if run.status != "finished":
+            return 1
+    job = predict.predict()
+    if job is None or not _wait_until(lambda: not job.running) or predict.last_prediction is None:
+        print(f"demo: prediction failed: {predict.status_label.text()}", file=sys.stderr)
+        return 1
+    print(f"demo: {predict.status_label.text()}")
+    return 0
+
+
+def _left_atrium_cases(project, finetune) -> set[str]:
+    """Labelled cases whose labels the card's classes can hold (the 3-class hippocampus cannot)."""
+    from ..engine.cards import load_card
+
+    classes = load_card(finetune.card_combo.currentText()).network.num_classes
+    chosen = set()
+    for case_id in _texts(finetune.labelled_list):
+        version = project.latest_label(case_id, kinds=("gold", "corrected"))
+        if int(project.load_label(version.id).max()) < classes:
+            chosen.add(case_id)
+    return chosen
+
+
+def _choose_training_cases(finetune, labelled: set[str]) -> None:
+    from qtpy.QtCore import Qt
+
+    for row in range(finetune.labelled_list.count()):
+        item = finetune.labelled_list.item(row)
+        item.setCheckState(Qt.Checked if item.text() in labelled else Qt.Unchecked)
+
+
+def _texts(widget) -> list[str]:
+    return [widget.item(row).text() for row in range(widget.count())]
+
+
+def _wait_until(condition, seconds: float = DEMO_WAIT_S) -> bool:
+    """Run the event loop until ``condition()`` holds; False when ``seconds`` ran out."""
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        QApplication.processEvents()
+        time.sleep(0.01)
+    return True
+
+
+def _bring_to_front(panel) -> None:
+    """Show a tabbed panel's tab."""
+    from qtpy.QtWidgets import QDockWidget
+
+    widget = panel
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    if widget is not None:
+        widget.raise_()
+
+
+def _case_to_show(panel) -> str:
+    """A real LA case with its gold label when there is one, else the labelled phantom."""
+    cases = panel.session.cases()
+    for case in cases:
+        if case.latest_kind == "gold" and case.shape[0] >= 80:  # LA volumes have 88 planes
+            return case.id
+    return next((c.id for c in cases if c.id.startswith("la_phantom") and c.latest_kind), cases[0].id)
+
+
+def _let_the_window_draw(seconds: float = 1.5) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _rerun_on_virtual_display(argv: list[str]) -> int:
+    """Run this demo again in a child process on a private Xvfb (pyvirtualdisplay).
+
+    The child, not this process, talks to the X server, so the server can be stopped cleanly
+    once the child has exited (stopping it under a live Qt application kills the process).
+    """
+    try:
+        from pyvirtualdisplay import Display
+    except ImportError:
+        print("demo: no display; run it under xvfb-run (make demo does), or install "
+              "pyvirtualdisplay", file=sys.stderr)
+        return 2
+    with Display(visible=False, size=WINDOW_SIZE, color_depth=24) as display:
+        env = dict(os.environ, DISPLAY=f":{display.display}")
+        return subprocess.run([sys.executable, "-m", "napari_semiseg.demo", *argv], env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
