@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...io import atomic_write_bytes
+from ..training._events import json_safe
 
 REPORT_FILE = "report.json"
 
@@ -163,7 +164,7 @@ class AtsoReport:
         data["pseudo_label_dice"] = {f"G{g}": {"mean": self.generation_mean_dice(g),
                                                "per_case": self.generation_dice(g)}
                                      for g in self.labelled_generations}
-        return _finite(data)
+        return json_safe(data)
 
     def write(self, path: str | Path) -> Path:
         """Write the JSON atomically; returns the path."""
@@ -232,18 +233,6 @@ def _table(headers, rows, right=()) -> str:
                          for i, (v, w) in enumerate(zip(values, widths))).rstrip()
 
     return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in cells)])
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 __all__ = ["AtsoReport", "LabellingRecord", "ModelRecord", "PseudoLabelRecord", "REPORT_FILE"]

@@ -51,14 +51,14 @@ EVENT_FIELDS = {
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 
-def _finite(value):
+def json_safe(value):
     """Plain JSON: NaN/inf become None, tuples lists, paths strings."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value
@@ -84,7 +84,7 @@ class EventLog:
         """Record one event; returns it as written."""
         if event not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event!r}")
-        record = _finite({"event": event, "time": time.time(), **fields})
+        record = json_safe({"event": event, "time": time.time(), **fields})
         if self._handle is not None:
             self._handle.write(json.dumps(record, allow_nan=False) + "\n")
             self._handle.flush()
