@@ -8,7 +8,9 @@ Protocol (``--setting cpu``, what a 2-core CPU completes):
 - volumes downsampled by 2 in-plane (y, x block means, labels by block vote; z kept), so
   0.625 × 1.25 × 1.25 mm and about 88 × 80 × 110 voxels; the ``cpu-small`` card (32×48×48);
 - a fixed iteration budget per run (``--iterations``, same for every method), each method
-  with its own default hyperparameters and the card's optimiser recipe;
+  with its own default hyperparameters and the card's optimiser recipe, its ramps (consistency
+  weight, confidence threshold) rescaled to keep their share of the run
+  (``Method.schedule_for``);
 - the model kept is the run's ``best_model.pt`` (best validation Dice);
 - the upper bound: supervised on all 72 non-validation volumes;
 - metrics: Dice, Jaccard, 95HD and ASD (medpy semantics, voxels of the evaluated grid, and mm)
@@ -102,6 +104,8 @@ def train_one(method: str, n_labeled: int | None, cases, setting: dict, out: Pat
     if iterations:
         overrides["iterations"] = iterations
     overrides.setdefault("iterations", setting["iterations"] or card.training.iterations)
+    # The ramps keep their share of the run (a 6000-step ramp would never start in 400 steps).
+    overrides["method_params"] = get_method(method).schedule_for(overrides["iterations"])
     every = validate_every or max(1, overrides["iterations"] // 5)
     data = training_data(cases, n_labeled, setting["downsample"])
     config = TrainConfig.from_card(card, run_dir, method=method, device=device, seed=seed, validate_every=every,

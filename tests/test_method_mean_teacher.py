@@ -201,3 +201,26 @@ def test_a_short_mean_teacher_run_lowers_its_loss_and_deploys_the_student(tmp_pa
     teacher = result.method.network("teacher").state_dict()
     assert all(torch.equal(deployed[k], student[k]) for k in student)
     assert any(not torch.equal(deployed[k], teacher[k]) for k in teacher)
+
+
+@pytest.mark.parametrize("name", ["mean-teacher", "ua-mt", "ss-net"])
+def test_a_short_run_keeps_the_consistency_ramp_s_share_of_the_run(name):
+    """The CPU benchmark's 400 steps: the weight reaches at step t what the paper's run reaches
+    at the same fraction of its length (a 6000-step ramp would leave it near 0 throughout)."""
+    card = small_card()
+    published_steps = get_method(name).recommended_training()["iterations"]
+    published = create_method(name, card)
+    short = create_method(name, card, get_method(name).schedule_for(400))
+    for fraction in (0.1, 0.25, 0.5, 1.0):
+        step = round(400 * fraction)
+        expected = published.consistency_weight(round(published_steps * fraction))
+        assert short.consistency_weight(step) == pytest.approx(expected, rel=0.15, abs=1e-3)
+    assert published.consistency_weight(399) < 0.1 * published.params.consistency, "why the rescaling is needed"
+    assert short.consistency_weight(399) > 0.9 * short.params.consistency
+
+
+def test_methods_without_step_counted_hyperparameters_are_left_alone():
+    assert get_method("supervised").schedule_for(400) == {}
+    assert get_method("dual-branch-kd").schedule_for(400) == {}
+    assert get_method("crossmatch").schedule_for(14000) == {"threshold_ramp": 17000}
+    assert get_method("crossmatch").schedule_for(7000) == {"threshold_ramp": 8500}

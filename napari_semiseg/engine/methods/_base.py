@@ -142,6 +142,9 @@ class Method(abc.ABC):
     trainable_networks: ClassVar[tuple[str, ...]] = ("model",)
     deployed_network_name: ClassVar[str] = "model"
     find_unused_parameters: ClassVar[bool] = False
+    #: Hyperparameters counted in optimiser steps of the published run (ramp lengths), which
+    #: ``schedule_for`` rescales for a shorter or longer run.
+    step_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, card: ModelCard, params: Any = None, *, network_factory: NetworkFactory | None = None):
         self.card = card
@@ -189,6 +192,22 @@ class Method(abc.ABC):
         CPU card's) is kept otherwise. ``{}`` keeps the card's recipe.
         """
         return {}
+
+    @classmethod
+    def schedule_for(cls, iterations: int) -> dict[str, Any]:
+        """Hyperparameter overrides that fit the published ramps to a run of ``iterations`` steps.
+
+        A ramp measured in steps (Mean Teacher's 40 × 150 of a 6000-step run) barely starts in
+        a 400-step CPU run, which would then train as supervised-only. This keeps each ramp's
+        share of the run: every ``step_params`` default is scaled by ``iterations`` over the
+        published length (``recommended_training()["iterations"]``), never below 1 step.
+        ``{}`` when the method has no such field or no published length.
+        """
+        published = cls.recommended_training().get("iterations")
+        if not cls.step_params or not published:
+            return {}
+        defaults = cls.default_params()
+        return {name: max(1, round(defaults[name] * iterations / published)) for name in cls.step_params}
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:

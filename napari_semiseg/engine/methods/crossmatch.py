@@ -150,6 +150,7 @@ class CrossMatch(Method):
     description = ("CrossMatch: weak/strong image views with CutMix and weak/strong feature dropout, "
                    "distilled from the network's own weak-view prediction")
     Params = CrossMatchParams
+    step_params = ("threshold_ramp",)
     unlabeled_streams = ("unlabeled", MIX_STREAM)
     trainable_networks = ("model",)
     deployed_network_name = "model"

@@ -111,6 +111,7 @@ class SSNet(Method):
     name = "ss-net"
     description = "SS-Net: VAT smoothness with a Dice divergence + prototype class separation (LA constants)"
     Params = SSNetParams
+    step_params = ("rampup_period",)
     trainable_networks = ("model", "heads")
     deployed_network_name = "model"
     #: SS-Net's test script keeps the largest connected component (26-connected) by default.
