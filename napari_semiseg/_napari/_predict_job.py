@@ -99,7 +99,8 @@ def grid_arguments(request: PredictRequest, card) -> dict:
 
 
 def predict_steps(model_file: str | Path, volume, request: PredictRequest,
-                  should_stop: Callable[[], bool] | None = None) -> Generator:
+                  should_stop: Callable[[], bool] | None = None,
+                  keep: Callable[[object], object] | None = None) -> Generator:
     """Load a model file and predict ``volume``: the generator a GUI worker runs.
 
     Args:
@@ -107,12 +108,14 @@ def predict_steps(model_file: str | Path, volume, request: PredictRequest,
         volume: the case's (z, y, x) ``Volume``.
         request: the options.
         should_stop: asked between window batches; True raises ``Cancelled``.
+        keep: called with the prediction in the worker (``save_in_project``), so that the
+            GUI thread does not wait for the files and the catalogue.
 
     Yields:
         ``InferenceProgress`` reports (the first says the model is loading).
 
     Returns:
-        The ``Prediction`` on the volume's grid.
+        ``(the Prediction on the volume's grid, what keep returned or None)``.
     """
     from ..engine.inference import InferenceProgress, Prediction, iter_predict_volume
     from ..engine.training import load_model
@@ -124,7 +127,11 @@ def predict_steps(model_file: str | Path, volume, request: PredictRequest,
                                     mc_samples=request.mc_samples, largest_component=largest,
                                     should_stop=should_stop, **grid_arguments(request, trained.card)):
         if isinstance(item, Prediction):
-            return item
+            if keep is None:
+                return item, None
+            done = item.windows * item.passes
+            yield InferenceProgress(done, done, "Saving the prediction")
+            return item, keep(item)
         yield item
     raise RuntimeError("inference ended without a prediction")  # not reachable
 
@@ -180,6 +187,13 @@ def save_prediction(project, case_id: str, prediction, model_id: int | None, aut
                               author=author, note=note), None
 
 
+def save_in_project(root: str | Path, case_id: str, prediction, model_id: int | None, author: str | None = None):
+    """``save_prediction`` through a connection of its own (a worker thread's; SQLite needs one per thread)."""
+    from ..project import Project
+    with Project.open(root) as project:
+        return save_prediction(project, case_id, prediction, model_id, author)
+
+
 def describe_prediction(prediction, case_id: str) -> str:
     """One status line: what was predicted, how, how long it took."""
     voxels = int((prediction.labels > 0).sum())
@@ -188,4 +202,4 @@ def describe_prediction(prediction, case_id: str) -> str:
 
 
 __all__ = ["ColourRamp", "MC_VARIANCE_SUFFIX", "PREDICTION_SUFFIX", "PredictRequest", "SOFT_LABEL_SUFFIX", "UNCERTAINTY_SUFFIX", "describe_prediction",
-           "grid_arguments", "predict_steps", "prediction_layers", "resolve_model", "save_prediction"]
+           "grid_arguments", "predict_steps", "prediction_layers", "resolve_model", "save_in_project", "save_prediction"]

@@ -4,10 +4,13 @@ The widget builds a ``PredictRequest`` from its controls; a generator worker run
 ``predict_steps`` (model loading and sliding-window inference) and reports each window
 batch, which moves a napari progress bar. The result becomes three layers on the case's grid:
 "<case> prediction" (Labels), "<case> soft label" (foreground probability, 0..1) and
-"<case> uncertainty" (normalised entropy, 0..1). Cancel stops between window batches; any
-error reaches napari's notifications with its message. An ``EventLoopProbe`` records how
-responsive the window stayed while the worker ran (``stall_report``); napari's own time to
-build the layers afterwards is ``last_display_seconds``.
+"<case> uncertainty" (normalised entropy, 0..1), added one per event-loop turn (napari takes
+0.1–0.2 s to build each the first time; together they would freeze the window for half a
+second), while the job counts as running. Saving a "prediction" version happens in the worker,
+through its own project connection. Cancel stops between window batches; any error reaches
+napari's notifications with its message. An ``EventLoopProbe`` records how responsive the
+window stayed while the worker ran (``stall_report``); napari's own time to build the layers
+afterwards is ``last_display_seconds``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
 
 from ..errors import ProjectError, SemisegError
 from ._model_rows import describe_model
-from ._predict_job import (PREDICTION_CONTOUR, ColourRamp, PredictRequest, describe_prediction, predict_steps, prediction_layers, resolve_model,
-                           save_prediction)
+from ._predict_job import (PREDICTION_CONTOUR, ColourRamp, PredictRequest, describe_prediction, predict_steps,
+                           prediction_layers, resolve_model, save_in_project)
 from ._responsiveness import EventLoopProbe, StallReport
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
@@ -139,8 +142,17 @@ class PredictWidget(QWidget):
         self._running_case = (opened.case_id, model.id, request)
         self.progress_bar = progress(total=0, desc=f"Predicting {opened.case_id}")
         self.set_status(f"Predicting {opened.case_id} with model {model.id}…")
+        root, author = self.session.project.root, self.session.author
+
+        def keep(prediction):  # in the worker; a failed save must not hide the prediction
+            try:
+                return save_in_project(root, opened.case_id, prediction, model.id, author)
+            except SemisegError as error:
+                return error
+
         self.job = start_generator_job(
-            lambda should_stop: predict_steps(model.checkpoint_path, opened.image, request, should_stop),
+            lambda should_stop: predict_steps(model.checkpoint_path, opened.image, request, should_stop,
+                                              keep if request.save_version else None),
             on_report=self._on_report, on_result=self._on_result, on_error=self._on_error,
             on_cancelled=self._on_cancelled, on_finished=self._on_finished)
         self._update_enabled()
@@ -178,23 +190,35 @@ class PredictWidget(QWidget):
         if report.windows_done != bar.n:
             bar.update(report.windows_done - bar.n)
 
-    def _on_result(self, prediction) -> None:
+    def _on_result(self, result) -> None:
         self.last_stall_report = self.probe.stop()  # the worker is done; napari now builds the layers
+        prediction, saved = result
+        case_id, model_id, _request = self._running_case
+        self.last_prediction, self.last_saved = prediction, saved
+        job = self.job
+        job.hold()
+        pending = list(prediction_layers(prediction, case_id, model_id))
         started = time.perf_counter()
-        case_id, model_id, request = self._running_case
-        self.last_prediction = prediction
-        for data, kwargs, layer_type in prediction_layers(prediction, case_id, model_id):
-            self._add_or_replace(data, kwargs, layer_type)
-        self.last_display_seconds = time.perf_counter() - started
-        message = describe_prediction(prediction, case_id)
-        if request.save_version:
-            try:
-                self.last_saved = save_prediction(self.session.project, case_id, prediction, model_id,
-                                                  self.session.author)
-            except SemisegError as error:
-                self._report_error(f"the prediction is shown but was not saved: {error}")
+
+        def show_next() -> None:
+            self._add_or_replace(*pending.pop(0))
+            if pending:
+                QTimer.singleShot(0, show_next)  # let the window repaint between two layers
                 return
-            message += f" Saved as label version {self.last_saved[0].id}."
+            self.last_display_seconds = time.perf_counter() - started
+            self._announce(prediction, case_id, saved)
+            job.release()
+            self._update_enabled()
+        show_next()
+
+    def _announce(self, prediction, case_id: str, saved) -> None:
+        message = describe_prediction(prediction, case_id)
+        if isinstance(saved, SemisegError):
+            self.last_saved = None
+            self._report_error(f"the prediction is shown but was not saved: {saved}")
+            return
+        if saved is not None:
+            message += f" Saved as label version {saved[0].id}."
             self.session.notify("labels")
         self.set_status(message)
         show_info(message)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Generator
 from napari.qt.threading import create_worker
 
 from ..errors import Cancelled, SemisegError
+from ._gc_pauses import freeze_long_lived_objects
 from ._thread_pool import reserve_pool_thread
 
 
@@ -56,21 +57,31 @@ class GeneratorJob:
         steps: the generator it drives (closed when napari aborts the worker).
         cancel_requested: set by ``cancel``; the generator's ``should_stop`` reads it.
         done: True once the worker has finished, whichever way.
+        showing: result pieces the panel is still adding to the viewer, one per event-loop
+            turn after the worker finished (``hold`` / ``release``); the job runs until 0.
     """
 
     worker: Any
     steps: Generator
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     done: bool = False
+    showing: int = 0
 
     def cancel(self) -> None:
         """Ask the work to stop between two steps (the callbacks then get ``on_cancelled``)."""
         self.cancel_requested.set()
         self.worker.quit()
 
+    def hold(self) -> None:
+        """The panel goes on showing the result after the worker ends: still running."""
+        self.showing += 1
+
+    def release(self) -> None:
+        self.showing -= 1
+
     @property
     def running(self) -> bool:
-        return not self.done
+        return not self.done or self.showing > 0
 
 
 def start_generator_job(make_steps: Callable[[Callable[[], bool]], Generator], *,
@@ -93,6 +104,7 @@ def start_generator_job(make_steps: Callable[[Callable[[], bool]], Generator], *
         The ``GeneratorJob`` (``cancel()`` stops it; ``worker`` for more signals).
     """
     reserve_pool_thread()  # see _thread_pool: two workers on two cores can freeze Qt
+    freeze_long_lived_objects()  # no long full collection when the results come back
     stop = threading.Event()
     steps = make_steps(stop.is_set)
 
