@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._common import la_list, la_root, register_all_methods, report, results_dir, set_threads
+from ._plc_teacher import pseudo_label_with
 from .inference_speed import QUALITY_MODEL
 
 
@@ -41,8 +42,6 @@ def _model_file(out: Path, checkpoint: str | None) -> Path:
 
 def run(shared_data, *, volumes: int = 4, checkpoint: str | None = None, device: str = "cpu") -> list[dict]:
     """Import, register, pseudo-label ``volumes`` cases; print, write CSV; returns the rows."""
-    from napari_semiseg.engine.pseudo import pseudo_label
-    from napari_semiseg.engine.training import load_model
     from napari_semiseg.project import Project, import_la
     register_all_methods()
     out = results_dir("pseudo_throughput")
@@ -52,20 +51,18 @@ def run(shared_data, *, volumes: int = 4, checkpoint: str | None = None, device:
     list_file = out / "cases.list"
     list_file.write_text("".join(f"{case_id}\n" for case_id, _ in cases))
     model_file = _model_file(out, checkpoint)
-    model = load_model(model_file)
     project = Project.create(folder)
     try:
         import_la(project, la_root(shared_data), list_file, labeled=1)
-        version = project.register_model(model.card.to_dict(), model_file, method=model.method, config={},
-                                         metrics={})
         unlabelled = [case_id for case_id, _ in cases[1:]]
-        summary = pseudo_label(project, version.id, unlabelled, device=device)
+        summary = pseudo_label_with(project, model_file, unlabelled, device=device)
+        card_name = project.model(summary.model_id).card["name"]
     finally:
         project.close()
     rows = [{"case": c.case_id, "seconds": c.seconds} for c in summary.cases]
     rows.append({"case": "ALL", "seconds": summary.seconds, "volumes": len(summary.cases),
                  "volumes_per_minute": summary.volumes_per_minute})
-    report("pseudo_throughput", rows, title=f"Pseudo-labelling throughput, {device}, card {model.card.name} "
+    report("pseudo_throughput", rows, title=f"Pseudo-labelling throughput, {device}, card {card_name} "
            f"({len(summary.cases)} LA volumes at full resolution)",
            notes=["per case: read, sliding-window inference (card grid), hard + soft label written to the project"])
     return rows

@@ -13,6 +13,10 @@ Protocol (``--setting cpu``, what a 2-core CPU completes):
   (``Method.schedule_for``);
 - the model kept is the run's ``best_model.pt`` (best validation Dice);
 - the upper bound: supervised on all 72 non-validation volumes;
+- ``plc-kd`` distils from the same-N ``supervised`` run (trained first when needed): its
+  soft labels of the 72 training volumes, on the trainer's grid, are stored in a teacher
+  project inside the run folder (``N<n>/plc-kd/teacher-project``, see ``_plc_teacher``);
+  the validation volumes are not in it. ``train_s`` counts the student's training only;
 - metrics: Dice, Jaccard, 95HD and ASD (medpy semantics, voxels of the evaluated grid, and mm)
   per case, and their mean, on the evaluation set: ``--eval-root``/``--eval-list`` (any LA
   split), by default the validation split (labelled as such: selection and evaluation then
@@ -53,6 +57,8 @@ SETTINGS = {
 }
 DEFAULT_METHODS = ("supervised", "mean-teacher", "ua-mt", "ss-net", "crossmatch", "dual-branch-kd", "plc-kd")
 UPPER_BOUND = "supervised-all"
+#: The project of teacher soft labels inside a plc-kd run folder.
+TEACHER_PROJECT = "teacher-project"
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,28 @@ def _finished(run_dir: Path) -> bool:
     return events.is_file() and '"finished"' in events.read_text()
 
 
+def run_folder(out: Path, method: str, n_labeled: int | None) -> Path:
+    """``<out>/N<n>/<method>`` (``<out>/Nall/supervised-all`` for the upper bound)."""
+    return out / f"N{'all' if n_labeled is None else n_labeled}" / (UPPER_BOUND if n_labeled is None else method)
+
+
+def best_model_file(run_dir: Path) -> Path:
+    """The run's ``best_model.pt`` (best validation Dice), else its last ``model.pt``."""
+    best = run_dir / "best_model.pt"
+    return best if best.is_file() else run_dir / "model.pt"
+
+
 def train_one(method: str, n_labeled: int | None, cases, setting: dict, out: Path, *, iterations: int | None,
-              validate_every: int | None, device: str, force: bool, seed: int) -> Path:
-    """Train one (method, N) run unless it already finished; returns its run folder."""
+              validate_every: int | None, device: str, force: bool, seed: int,
+              method_params: dict | None = None) -> Path:
+    """Train one (method, N) run unless it already finished; returns its run folder.
+
+    ``method_params`` are added to the method's defaults (and its rescaled ramps).
+    """
     from napari_semiseg.engine.cards import load_card
     from napari_semiseg.engine.methods import get_method
     from napari_semiseg.engine.training import TrainConfig, train
-    run_dir = out / f"N{'all' if n_labeled is None else n_labeled}" / (UPPER_BOUND if n_labeled is None else method)
+    run_dir = run_folder(out, method, n_labeled)
     if _finished(run_dir) and not force:
         print(f"[quality_la] reusing finished run {run_dir}", flush=True)
         return run_dir
@@ -105,7 +126,7 @@ def train_one(method: str, n_labeled: int | None, cases, setting: dict, out: Pat
         overrides["iterations"] = iterations
     overrides.setdefault("iterations", setting["iterations"] or card.training.iterations)
     # The ramps keep their share of the run (a 6000-step ramp would never start in 400 steps).
-    overrides["method_params"] = get_method(method).schedule_for(overrides["iterations"])
+    overrides["method_params"] = {**get_method(method).schedule_for(overrides["iterations"]), **(method_params or {})}
     every = validate_every or max(1, overrides["iterations"] // 5)
     data = training_data(cases, n_labeled, setting["downsample"])
     config = TrainConfig.from_card(card, run_dir, method=method, device=device, seed=seed, validate_every=every,
@@ -121,14 +142,25 @@ def train_one(method: str, n_labeled: int | None, cases, setting: dict, out: Pat
     return run_dir
 
 
+def plc_kd_params(teacher_run: Path, n_labeled: int, cases, setting: dict, out: Path, device: str) -> dict:
+    """PLC-KD's ``method_params``: a teacher project of ``teacher_run``'s soft labels of the
+    training cases (never the validation split), built in the plc-kd run folder."""
+    from ._plc_teacher import build_teacher_project
+    train_cases = cases[:-VALIDATION_CASES]
+    project = build_teacher_project(run_folder(out, "plc-kd", n_labeled) / TEACHER_PROJECT,
+                                    best_model_file(teacher_run), train_cases, n_labeled, setting["downsample"],
+                                    device=device, config=json.loads((teacher_run / "config.json").read_text()))
+    # Every distillation volume stays prepared in memory, as the trainer keeps its own cases.
+    return {"project": str(project), "cache_volumes": len(train_cases)}
+
+
 def evaluate_run(run_dir: Path, eval_cases, downsample: int, device: str) -> list[dict]:
     """Per-case metrics of the run's best model (else its last) on ``eval_cases``."""
     from napari_semiseg.engine.inference import predict_volume
     from napari_semiseg.engine.metrics import evaluate_case
     from napari_semiseg.engine.training import load_model
     from napari_semiseg.io import Volume
-    model_file = run_dir / "best_model.pt" if (run_dir / "best_model.pt").is_file() else run_dir / "model.pt"
-    model = load_model(model_file, device="cpu")
+    model = load_model(best_model_file(run_dir), device="cpu")
     rows = []
     for case_id, path in eval_cases:
         image, label, spacing = read_la_case(path, downsample)
@@ -207,9 +239,21 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
     out = out or results_dir("quality_la") / setting
     jobs = [(m, n) for n in labeled for m in methods] + ([(UPPER_BOUND, None)] if upper_bound else [])
     per_case, summary, curves = [], [], {}
+    runs: dict[tuple[str, int | None], Path] = {}
+
+    def trained(method: str, n: int | None, method_params: dict | None = None) -> Path:
+        """Each (method, N) is trained at most once per call (plc-kd's teacher is a supervised run)."""
+        if (method, n) not in runs:
+            runs[method, n] = train_one(method, n, cases, settings, out, iterations=iterations,
+                                        validate_every=validate_every, device=device, force=force, seed=seed,
+                                        method_params=method_params)
+        return runs[method, n]
+
     for method, n in jobs:
-        run_dir = train_one("supervised" if n is None else method, n, cases, settings, out, iterations=iterations,
-                            validate_every=validate_every, device=device, force=force, seed=seed)
+        params = None
+        if method == "plc-kd" and (force or not _finished(run_folder(out, method, n))):
+            params = plc_kd_params(trained("supervised", n), n, cases, settings, out, device)
+        run_dir = trained("supervised" if n is None else method, n, params)
         rows = evaluate_run(run_dir, eval_cases, settings["downsample"], device)
         n_text = "all" if n is None else str(n)
         per_case += [{"N": n_text, "method": method, **row} for row in rows]

@@ -20,8 +20,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds benchmarks/
 
 from benchmarks import inference_speed, iteration_cost, memory, pseudo_throughput, quality_la  # noqa: E402
-from benchmarks._common import RESULTS_ENV  # noqa: E402
+from benchmarks._common import RESULTS_ENV, read_la_case  # noqa: E402
 from napari_semiseg.engine.cards import load_card  # noqa: E402
+from napari_semiseg.engine.training import read_events  # noqa: E402
+from napari_semiseg.project import Project  # noqa: E402
 
 CASES = [f"CASE{index:02d}" for index in range(10)]
 
@@ -67,6 +69,32 @@ def test_quality_la_trains_evaluates_per_case_and_plots(fake_la):
     assert summary[0]["method"] == "supervised" and summary[0]["iterations"] == 2
     assert (out / "validation_dice.png").stat().st_size > 0
     assert quality_la.validation_curve(out / "N1" / "supervised")[-1][0] == 2
+
+
+def test_quality_la_plc_kd_distils_from_a_teacher_project_of_training_cases_only(fake_la):
+    summary = quality_la.run(fake_la / "data", labeled=(1,), methods=("plc-kd",), upper_bound=False,
+                             iterations=2, validate_every=2)
+    out = fake_la / "results" / "quality_la" / "cpu"
+    assert [r["method"] for r in summary] == ["plc-kd"] and np.isfinite(summary[0]["dice"])
+    assert quality_la.validation_curve(out / "N1" / "supervised"), "the same-N supervised teacher was trained"
+    train_cases, validation = CASES[:2], set(CASES[-8:])
+    with Project.open(out / "N1" / "plc-kd" / quality_la.TEACHER_PROJECT) as project:
+        assert project.case_ids("labelled") == ["CASE00"] and project.case_ids("unlabelled") == ["CASE01"]
+        assert project.latest_label("CASE00", kinds="gold") is not None
+        assert project.latest_label("CASE01", kinds="gold") is None
+        soft_cases = {soft.case_id for soft in project.soft_labels()}
+        teacher = project.model(project.soft_labels()[0].model_id)
+        image, _, spacing = read_la_case(fake_la / "data" / "LA" / "2018LA_Seg_Training Set" / "CASE01" /
+                                         "mri_norm2.h5", downsample=2)
+        volume = project.load_image("CASE01")
+    assert soft_cases == set(train_cases) and not soft_cases & validation
+    assert teacher.method == "supervised" and Path(teacher.config["output_dir"]).resolve() == (out / "N1" / "supervised").resolve()
+    np.testing.assert_array_equal(volume.array, image)  # the trainer's grid, voxel for voxel
+    assert np.allclose(volume.spacing, spacing)
+    start = next(e for e in read_events(out / "N1" / "plc-kd" / "events.jsonl") if e["event"] == "start")
+    targets = {t["case_id"]: t for t in start["method_params"]["targets"]}
+    assert set(targets) == set(train_cases), "the student distilled from exactly the training cases"
+    assert targets["CASE00"]["gold_label_id"] is not None and targets["CASE01"]["gold_label_id"] is None
 
 
 def test_inference_speed_compares_both_grids(fake_la):
