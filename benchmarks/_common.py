@@ -9,6 +9,9 @@ import csv
 import datetime
 import os
 import platform
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -170,3 +173,15 @@ __all__ = ["RESULTS_ENV", "VALIDATION_CASES", "cpu_model", "describe_machine", "
 #: The folder that holds the ``benchmarks`` package: children started with ``-m benchmarks.x``
 #: run from here, whatever the caller's working directory (the tests run from ``tests/``).
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def rerun_under_xvfb(module: str, argv: Sequence[str] | None) -> None:
+    """Without a display, run ``python -m module argv`` again inside ``xvfb-run`` and exit with its status.
+
+    napari renders only under an X server; with one (or inside the re-run) this returns.
+    """
+    if os.environ.get("DISPLAY") or os.environ.get("SEMISEG_BENCH_XVFB") or not shutil.which("xvfb-run"):
+        return
+    command = ["xvfb-run", "-a", "-s", "-screen 0 1920x1080x24", sys.executable, "-m", module,
+               *(argv if argv is not None else sys.argv[1:])]
+    raise SystemExit(subprocess.call(command, env={**os.environ, "SEMISEG_BENCH_XVFB": "1"}, cwd=REPO_ROOT))

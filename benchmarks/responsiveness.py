@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._common import REPO_ROOT, register_all_methods, report, results_dir
+from ._common import register_all_methods, report, rerun_under_xvfb, results_dir
 
 TARGET_P99_MS, TARGET_MAX_MS = 50.0, 200.0
 
@@ -136,10 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--phantoms", type=int, default=4)
     parser.add_argument("--shared-data", default=None, help="unused (run_all passes it to every script)")
     args = parser.parse_args(argv)
-    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("SEMISEG_BENCH_XVFB"):
-        command = ["xvfb-run", "-a", "-s", "-screen 0 1920x1080x24", sys.executable, "-m", "benchmarks.responsiveness",
-                   *(argv if argv is not None else sys.argv[1:])]
-        raise SystemExit(subprocess.call(command, env={**os.environ, "SEMISEG_BENCH_XVFB": "1"}, cwd=REPO_ROOT))
+    rerun_under_xvfb("benchmarks.responsiveness", argv)
     run(iterations=args.iterations, shape=tuple(args.phantom_shape), phantoms=args.phantoms)
 
 
