@@ -36,6 +36,8 @@ class SoftLabelHistogramPlot(QWidget):
 
     def show_histograms(self, histograms) -> None:
         """Draw ``histograms`` (a ``SoftLabelHistograms``), or an empty hint for None."""
+        if histograms is None and self.histograms is None and getattr(self, "axes", None):
+            return  # the empty hint is already drawn (a redraw costs 0.2-0.6 s of the GUI thread)
         self.histograms = histograms
         self.figure.clear()
         axes = self.figure.subplots(1, 2, sharey=True)

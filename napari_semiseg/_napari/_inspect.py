@@ -137,6 +137,19 @@ def load_inspection(project, case_id: str, label_version_id: int | None = None
     return SoftLabelInspection(case_id, teacher, foreground_probability(project.load_soft_label(teacher)))
 
 
+def inspection_key(project, case_id: str, label_version_id: int | None = None) -> tuple | None:
+    """(teacher id, corrected id or None) of what ``load_inspection`` would show; None for nothing.
+
+    Read from the catalogue alone, without loading a volume: cheap enough to ask at every
+    project change (a pseudo-labelling run makes one per case).
+    """
+    corrected = project.soft_labels(case_id, kind="corrected")
+    if corrected:
+        return (corrected[-1].parent_id, corrected[-1].id)
+    teacher = _teacher_for(project, case_id, label_version_id)
+    return None if teacher is None else (teacher.id, None)
+
+
 def inspection_of_correction(project, corrected) -> SoftLabelInspection:
     """The inspection of a stored corrected ``SoftLabel`` (its parent is the teacher's)."""
     from ..engine.pseudo import soft_label_histograms
@@ -211,4 +224,4 @@ def _unit_image(array, geometry, name: str, extra: dict, visible: bool = True) -
 
 __all__ = ["AFTER_SUFFIX", "BEFORE_SUFFIX", "CROSSED_SUFFIX", "HISTOGRAM_BINS", "LOWERED", "RAISED",
            "SoftLabelInspection", "correct_steps", "crossed_labels", "foreground_probability",
-           "inspection_layers", "inspection_of_correction", "load_inspection"]
+           "inspection_key", "inspection_layers", "inspection_of_correction", "load_inspection"]

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderVi
 from ..engine.pseudo import METHOD_LABEL, RECONSTRUCTION_NOTE
 from ..errors import SemisegError
 from ._histogram_plot import SoftLabelHistogramPlot
-from ._inspect import SoftLabelInspection, correct_steps, inspection_layers, load_inspection
+from ._inspect import SoftLabelInspection, correct_steps, inspection_key, inspection_layers, load_inspection
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
@@ -237,9 +237,23 @@ class SoftLabelInspectionWidget(QWidget):
             self._show(None, "")
         elif change == "labels" and self.inspection is not None and self.inspection.has_correction:
             self.set_status(self._describe(self.inspection))  # says when a newer correction is saved
-        elif change == "labels":
-            self.refresh()  # the open case may have just got its (first or newer) teacher soft label
+        elif change == "labels" and self._open_case_has_news():
+            self.refresh()  # the open case has just got its (first or newer) teacher soft label
         self._update_enabled()
+
+    def _open_case_has_news(self) -> bool:
+        """Whether the open case's soft labels differ from those shown (a catalogue query, no volume).
+
+        A pseudo-labelling run changes the labels once per case, mostly of other cases; loading
+        and redrawing each time froze the window for most of a second.
+        """
+        opened = self.session.opened
+        if opened is None or not self.session.has_project:
+            return self._shown is not None
+        try:
+            return inspection_key(self.session.project, opened.case_id, opened.version_id) != self._shown
+        except SemisegError:
+            return True  # refresh() reports it
 
     def _update_enabled(self) -> None:
         running = self.job is not None and self.job.running
