@@ -24,7 +24,7 @@ from napari.qt.threading import create_worker
 
 from ..errors import Cancelled, SemisegError
 from ._gc_pauses import freeze_long_lived_objects
-from ._thread_pool import reserve_pool_thread
+from ._thread_pool import lowered_thread_priority, reserve_pool_thread
 
 
 class WorkerError(SemisegError):
@@ -39,12 +39,13 @@ def describe_error(error: BaseException) -> str:
 
 
 def _relay(steps: Generator) -> Generator:
-    try:
-        return (yield from steps)
-    except (Cancelled, SemisegError):
-        raise
-    except RuntimeError as error:
-        raise WorkerError(describe_error(error)) from error
+    with lowered_thread_priority():
+        try:
+            return (yield from steps)
+        except (Cancelled, SemisegError):
+            raise
+        except RuntimeError as error:
+            raise WorkerError(describe_error(error)) from error
 
 
 @dataclass
