@@ -12,7 +12,7 @@ Then, as a clinician would, by the panels' buttons:
 
 1. **Pseudo-label** every unlabelled case not done yet with the active model; the probe of
    ``benchmarks.responsiveness`` records the event-loop stalls meanwhile;
-2. **Next case** opens the most uncertain case (rank 1);
+2. **Next case** opens the most uncertain case (rank 1) with its pseudo-label (screenshot);
 3. the clinician's correction: one brush stroke, then the case's reference label painted in
    (the LA h5 files carry a held-out label), and **Save correction**;
 4. **Correct soft label** in the inspection panel: before / after / crossed layers and the
@@ -70,12 +70,16 @@ def pseudo_label_all(pseudo_panel, project_panel) -> dict:
     wait_in_event_loop(lambda: not job.running, timeout_s=WAIT_S)
     seconds = time.perf_counter() - started
     stalls = probe.stop()
+    long_ones = probe.stalls_longer_than(200.0)
+    print(f"[la_gui_loop] stalls over 200 ms (s after the click, ms): "
+          f"{[(round(t, 1), round(ms)) for t, ms in long_ones]}", flush=True)
     wait_in_event_loop(lambda: not project_panel.ranking.busy, timeout_s=600)
     summary = pseudo_panel.last_summary
     done = len(summary.cases) if summary is not None else 0
     return {"step": "pseudo-label (GUI)", "cases": done, "seconds": round(seconds, 1),
             "volumes_per_min": round(60 * done / seconds, 2) if done else 0.0,
             "stall_p99_ms": round(stalls.p99_ms, 1), "stall_max_ms": round(stalls.longest_ms, 1),
+            "stalls_over_200ms": len(long_ones),
             "status": pseudo_panel.status_label.text()}
 
 
@@ -87,10 +91,16 @@ def reference_label(project, case_id: str) -> np.ndarray:
     return (np.asarray(label) > 0).astype(np.uint8)
 
 
-def correct_next_case(viewer, project_panel, inspect_panel) -> dict:
-    """Next case → paint → Save correction → Correct soft label; the row of the report."""
+def open_next_case(project_panel, pseudo_panel) -> str:
+    """Next case: the most uncertain unlabelled case opens with its pseudo-label; returns its id."""
     project_panel.next_case_button.click()
     wait_in_event_loop(lambda: project_panel.labels_layer is not None, timeout_s=120)
+    _raise_dock(pseudo_panel)
+    return project_panel.session.opened.case_id
+
+
+def correct_open_case(project_panel, inspect_panel) -> dict:
+    """Paint → Save correction → Correct soft label; the row of the report."""
     case_id = project_panel.session.opened.case_id
     truth = reference_label(project_panel.session.project, case_id)
     layer = project_panel.labels_layer
@@ -133,8 +143,10 @@ def run(project: Path) -> list[dict]:
     print(f"[la_gui_loop] {pseudo_panel.todo_label.text()}", flush=True)
     rows = [pseudo_label_all(pseudo_panel, project_panel)]
     print(f"[la_gui_loop] {rows[-1]}", flush=True)
+    case_id = open_next_case(project_panel, pseudo_panel)
+    print(f"[la_gui_loop] Next case opened {case_id}", flush=True)
     _screenshot(viewer, out / "la-pseudo-label.png")
-    rows.append(correct_next_case(viewer, project_panel, inspect_panel))
+    rows.append(correct_open_case(project_panel, inspect_panel))
     print(f"[la_gui_loop] {rows[-1]}", flush=True)
     viewer.layers.selection.active = viewer.layers[-2]  # the corrected soft label
     _screenshot(viewer, out / "la-inspect.png")

@@ -75,6 +75,9 @@ class ProjectWidget(QWidget):
         self.open_version_button = QPushButton("Open version")
         self.status_label = QLabel("Create or open a project.", wordWrap=True)
         self.setMinimumWidth(520)
+        # Stacked under other panels the tables would shrink to one row; keep a few visible.
+        self.cases_table.setMinimumHeight(_rows_height(self.cases_table, 5))
+        self.history_table.setMinimumHeight(_rows_height(self.history_table, 2))
         self.cases_table.setToolTip("Double-click a case to open it")
         self.history_table.setToolTip("Double-click a version to open it into the labels layer; "
                                       "'Changed' counts voxels that differ from the parent")
@@ -299,6 +302,12 @@ def _table(columns) -> QTableWidget:
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
     table.horizontalHeader().setStretchLastSection(True)
     return table
+
+
+def _rows_height(table: QTableWidget, rows: int) -> int:
+    """Pixels a table needs to show its header and ``rows`` rows (and a scroll bar)."""
+    header = table.horizontalHeader().sizeHint().height()
+    return header + rows * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth() + 16
 
 
 def _fill(table: QTableWidget, rows, bold_id=None) -> None:
