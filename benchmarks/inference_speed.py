@@ -54,8 +54,12 @@ def _dice(prediction: np.ndarray, label: np.ndarray) -> float:
 
 
 def run(shared_data, *, cases: int = 3, checkpoint: str | None = None, downsample: int = 2,
-        train_iterations: int = 60, case_list: str | None = None) -> list[dict]:
-    """Time both grids on the cases; print, write CSV; returns the rows (the last row: all)."""
+        train_iterations: int = 60, case_list: str | None = None,
+        overlaps: Sequence[float] | None = None) -> list[dict]:
+    """Time our grid (at each of ``overlaps``, default the card's) and the dense grid on the cases.
+
+    Prints and writes CSV; returns the rows: one per (case, overlap), then one "ALL" row per overlap.
+    """
     from napari_semiseg.engine.inference import predict_volume
     from napari_semiseg.engine.training import load_model
     from napari_semiseg.io import Volume
@@ -67,32 +71,38 @@ def run(shared_data, *, cases: int = 3, checkpoint: str | None = None, downsampl
     model = load_model(model_file)
     card = model.card
     stride = paper_stride(card.patch_size)
+    overlaps = list(overlaps or [card.inference.overlap])
     chosen = la_list(shared_data, case_list)[:cases] if case_list else la_list(shared_data)[-VALIDATION_CASES:][:cases]
     rows = []
     for case_id, path in chosen:
         image, label, spacing = read_la_case(path, downsample)
         volume = Volume.from_array(image, spacing=spacing)
-        ours = predict_volume(model.network, volume, card, device="cpu")
         dense = predict_volume(model.network, volume, card, device="cpu", stride=stride)
-        rows.append({"case": case_id, "shape": "x".join(map(str, image.shape)), "ours_windows": ours.windows,
-                     "dense_windows": dense.windows, "ours_s": ours.seconds, "dense_s": dense.seconds,
-                     "speedup": dense.seconds / ours.seconds, "ours_dice": _dice(ours.labels, label),
-                     "dense_dice": _dice(dense.labels, label)})
-        rows[-1]["dice_diff_pts"] = 100 * (rows[-1]["ours_dice"] - rows[-1]["dense_dice"])
-        print(f"[inference_speed] {case_id}: {rows[-1]['speedup']:.1f}x, Δ Dice {rows[-1]['dice_diff_pts']:+.2f}",
-              flush=True)
-    total = {"case": "ALL", "shape": "", "ours_windows": sum(r["ours_windows"] for r in rows),
-             "dense_windows": sum(r["dense_windows"] for r in rows), "ours_s": sum(r["ours_s"] for r in rows),
-             "dense_s": sum(r["dense_s"] for r in rows)}
-    total.update(speedup=total["dense_s"] / total["ours_s"], ours_dice=float(np.mean([r["ours_dice"] for r in rows])),
-                 dense_dice=float(np.mean([r["dense_dice"] for r in rows])))
-    total["dice_diff_pts"] = 100 * (total["ours_dice"] - total["dense_dice"])
-    rows.append(total)
-    report("inference_speed", rows, title=f"Inference: card grid ({_grid(card)}) vs the papers' dense stride "
-           f"{list(stride)} (card {card.name}, model {model_file})",
+        dense_dice = _dice(dense.labels, label)
+        for overlap in overlaps:
+            ours = predict_volume(model.network, volume, card, device="cpu", overlap=overlap)
+            rows.append(_row(case_id, "x".join(map(str, image.shape)), overlap, ours.windows, dense.windows,
+                             ours.seconds, dense.seconds, _dice(ours.labels, label), dense_dice))
+            print(f"[inference_speed] {case_id} overlap {overlap}: {rows[-1]['speedup']:.1f}x, "
+                  f"Δ Dice {rows[-1]['dice_diff_pts']:+.2f}", flush=True)
+    for overlap in overlaps:
+        mine = [r for r in rows if r["overlap"] == overlap and r["case"] != "ALL"]
+        rows.append(_row("ALL", "", overlap, *(sum(r[k] for r in mine) for k in
+                                                ("ours_windows", "dense_windows", "ours_s", "dense_s")),
+                         float(np.mean([r["ours_dice"] for r in mine])),
+                         float(np.mean([r["dense_dice"] for r in mine]))))
+    report("inference_speed", rows, title=f"Inference: card grid ({_grid(card)}; overlaps {overlaps}) vs the "
+           f"papers' dense stride {list(stride)} (card {card.name}, model {model_file})",
            notes=[f"volumes downsampled in-plane by {downsample}" if downsample > 1 else "full-resolution volumes",
                   "target: speedup ≥ 5× at |Δ Dice| ≤ 0.5 points"])
     return rows
+
+
+def _row(case: str, shape: str, overlap: float, ours_windows: int, dense_windows: int, ours_s: float,
+         dense_s: float, ours_dice: float, dense_dice: float) -> dict:
+    return {"case": case, "shape": shape, "overlap": overlap, "ours_windows": ours_windows,
+            "dense_windows": dense_windows, "ours_s": ours_s, "dense_s": dense_s, "speedup": dense_s / ours_s,
+            "ours_dice": ours_dice, "dense_dice": dense_dice, "dice_diff_pts": 100 * (ours_dice - dense_dice)}
 
 
 def _grid(card) -> str:
@@ -110,11 +120,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--downsample", type=int, default=2)
     parser.add_argument("--train-iterations", type=int, default=60)
+    parser.add_argument("--overlaps", type=float, nargs="+", default=None,
+                        help="window overlaps of our grid to compare (default: the card's)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     run(args.shared_data, cases=args.cases, checkpoint=args.checkpoint, downsample=args.downsample,
-        train_iterations=args.train_iterations, case_list=args.case_list)
+        train_iterations=args.train_iterations, case_list=args.case_list, overlaps=args.overlaps)
 
 
 if __name__ == "__main__":

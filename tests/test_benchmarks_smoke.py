@@ -98,9 +98,11 @@ def test_quality_la_plc_kd_distils_from_a_teacher_project_of_training_cases_only
 
 
 def test_inference_speed_compares_both_grids(fake_la):
-    rows = inference_speed.run(fake_la / "data", cases=1, train_iterations=1)
+    rows = inference_speed.run(fake_la / "data", cases=1, train_iterations=1, overlaps=(0.25, 0.5))
     assert inference_speed.paper_stride((80, 112, 112)) == (4, 18, 18)
-    assert rows[-1]["case"] == "ALL" and rows[0]["dense_windows"] >= rows[0]["ours_windows"]
+    assert [(r["case"], r["overlap"]) for r in rows] == [("CASE02", 0.25), ("CASE02", 0.5), ("ALL", 0.25),
+                                                         ("ALL", 0.5)]
+    assert rows[0]["dense_windows"] >= rows[1]["ours_windows"] >= rows[0]["ours_windows"]
     assert (fake_la / "results" / "inference_speed" / "inference_speed.csv").is_file()
 
 
