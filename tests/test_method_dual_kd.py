@@ -257,10 +257,14 @@ def test_a_short_run_through_the_trainer_lowers_the_loss_and_reports_both_branch
     assert {"teacher", "student_supervised", "kl", "entropy", "train_dice_teacher", "train_dice_student",
             "total"} <= set(last)
     assert [e for e in events if e["event"] == "validation"][-1]["per_case"].keys() == {"val0"}
-    # The trainer validated the student; validate_branches gives the same for it, and the teacher's.
+    # The trainer validated both branches (the deployed student's Dice, the teacher's beside it);
+    # validate_branches gives the same numbers outside a run.
     branches = validate_branches(result.method, data.validation)
     assert branches["student"].dice == pytest.approx(result.metrics["validation_dice"], abs=1e-9)
     assert 0.0 <= branches["teacher"].dice <= 1.0 and set(branches["teacher"].per_case) == {"val0"}
+    reported = [e for e in events if e["event"] == "validation"][-1]["branch_dice"]
+    assert reported == {"teacher": pytest.approx(branches["teacher"].dice, abs=1e-9)}
+    assert result.metrics["validation_branch_dice"] == reported
     # The model file is the student branch as a plain single-decoder network.
     trained = load_model(result.model)
     assert not trained.network.has_second_decoder

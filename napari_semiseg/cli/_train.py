@@ -299,8 +299,9 @@ class TrainProgress:
             self.status.line(text)
 
     def _on_validation(self, e: dict) -> None:
+        branches = "".join(f"; {name} branch {_percent(value)}" for name, value in (e.get("branch_dice") or {}).items())
         self.status.line(f"validation at iteration {e['iteration']}: Dice {_percent(e['dice'])} "
-                         f"(best {_percent(e['best_dice'])} at {e['best_iteration']})")
+                         f"(best {_percent(e['best_dice'])} at {e['best_iteration']}){branches}")
 
     def _on_stopped(self, e: dict) -> None:
         self.status.line(f"stopped at iteration {e['iteration']} ({e['reason']}); weights and checkpoint kept")

@@ -235,6 +235,11 @@ class Method(abc.ABC):
     def deployed_network(self) -> nn.Module:
         return self.networks[self.deployed_network_name]
 
+    def branch_networks(self) -> Mapping[str, nn.Module]:
+        """Networks besides the deployed one whose validation Dice the trainer also reports, by name
+        (e.g. the dual-branch method's teacher decoder); none by default."""
+        return {}
+
     def deployed_state_dict(self) -> dict[str, Tensor]:
         """The weights of the network a model version keeps (``deployed_spec`` builds it)."""
         return self.deployed_network().state_dict()

@@ -30,10 +30,11 @@ inference only. On 3-D LA/Pancreas this is an adaptation (V-Net encoder, two V-N
 Deployment and validation: the **student** branch is deployed. The method's networks are
 ``"model"`` (the dual network, the one the optimiser and DDP see) and ``"student"``, a
 ``BranchNetwork`` sharing the encoder and the student decoder: the trainer validates it, and
-its weights are those of a plain single-decoder network of the card. The teacher's Dice is
-reported two ways, since the trainer validates the deployed network only: every step logs
-``train_dice_teacher`` and ``train_dice_student`` (hard Dice on the labelled patches, as
-losses), and ``validate_branches`` gives both branches' validation Dice on held-out cases.
+its weights are those of a plain single-decoder network of the card. Both branches' Dice are
+reported: every step logs ``train_dice_teacher`` and ``train_dice_student`` (hard Dice on the
+labelled patches, as losses); each validation gives the student's Dice (the deployed network)
+and, through ``branch_networks``, the teacher's (``branch_dice`` of the validation event);
+``validate_branches`` computes both outside a run.
 """
 
 from __future__ import annotations
@@ -127,6 +128,10 @@ class DualBranchKD(Method):
             return self.networks["student"]
         return BranchNetwork(self.networks["model"], branch)
 
+    def branch_networks(self) -> Mapping[str, nn.Module]:
+        """The teacher decoder: the trainer validates it beside the deployed student."""
+        return {"teacher": self.branch_network("teacher")}
+
     def deployed_spec(self) -> NetworkSpec:
         """The card's network without the second decoder (what the student's weights fit)."""
         return dataclasses.replace(self.card.network, second_decoder=False)
@@ -193,7 +198,7 @@ def validate_branches(method: DualBranchKD, cases: Sequence, card: ModelCard | N
                       device: str | torch.device | None = None) -> dict[str, Any]:
     """Validation Dice of the teacher and the student branch on held-out labelled cases.
 
-    The trainer validates the deployed (student) branch only; this gives both, with the same
+    What the trainer reports at each validation, for a method outside a run, with the same
     code (``engine.training.validate``: the card's sliding-window inference, medpy Dice per
     foreground class, mean over classes then cases).
 

@@ -307,9 +307,13 @@ class _Run:
         should_stop = None if self.context.distributed else lambda: self.stop.reason() is not None
         try:
             result = validate(self.method.deployed_network(), cases, self.config.card, self.context, should_stop)
+            branches = {name: validate(network, cases, self.config.card, self.context, should_stop).dice
+                        for name, network in self.method.branch_networks().items()}
         except ValidationStopped:
             return False
         record = {"iteration": self.done, "dice": result.dice, "per_case": result.per_case}
+        if branches:
+            record["branch_dice"] = branches
         self.validation["history"].append(record)
         best = self.validation["best_dice"]
         if best is None or (math.isfinite(result.dice) and result.dice > best):
@@ -329,6 +333,7 @@ class _Run:
                 "validation_dice": None if last is None else last["dice"],
                 "validation_iteration": None if last is None else last["iteration"],
                 "validation_per_case": {} if last is None else last["per_case"],
+                "validation_branch_dice": {} if last is None else last.get("branch_dice", {}),
                 "best_validation_dice": self.validation["best_dice"],
                 "best_iteration": self.validation["best_iteration"],
                 "final_losses": dict(self.last_losses)}
