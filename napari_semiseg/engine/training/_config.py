@@ -140,15 +140,9 @@ class TrainConfig:
         """
         recipe = card.training
         method = overrides.get("method", recipe.method)
-        values = dict(
-            method=method,
-            method_params=dict(recipe.method_params) if method == recipe.method else {},
-            iterations=recipe.iterations, batch_labeled=recipe.batch_labeled,
-            batch_unlabeled=recipe.batch_unlabeled, optimizer=recipe.optimizer, lr=recipe.lr,
-            momentum=recipe.momentum, weight_decay=recipe.weight_decay, schedule=recipe.schedule,
-            step_size=recipe.step_size, gamma=recipe.gamma, poly_horizon=recipe.poly_horizon,
-            validate_every=recipe.validate_every, checkpoint_every=recipe.checkpoint_every,
-            seed=recipe.seed)
+        # Every recipe field of the card is a field of the config, under the same name.
+        values = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+        values.update(method=method, method_params=dict(recipe.method_params) if method == recipe.method else {})
         values.update(overrides)
         config = cls(card=card, output_dir=str(output_dir), **values)
         config.check()
