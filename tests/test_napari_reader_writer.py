@@ -52,6 +52,22 @@ def test_nifti_opens_as_an_image_placed_by_its_geometry(viewer):
     assert layer.metadata["semiseg_source"] == str(path)
 
 
+@pytest.mark.parametrize("name", ["abdomen_ct.nii.gz", "abdomen_ct_pancreas_label.nii.gz"])
+def test_a_flipped_nifti_is_shown_at_its_patient_coordinates(viewer, name):
+    """The CT sample is stored RAS (ITK direction diag(−1, −1, 1)): every voxel's napari world
+    position must be ITK's physical point, so that the scan is not shown upside down."""
+    path = sample_path(name)
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    expected = sitk.ReadImage(str(path))
+    assert np.allclose(expected.GetDirection(), (-1, 0, 0, 0, -1, 0, 0, 0, 1)), "the fixture is flipped"
+    nz, ny, nx = layer.data.shape
+    for z, y, x in [(0, 0, 0), (nz - 1, 0, 0), (0, ny - 1, 0), (0, 0, nx - 1), (nz // 2, ny // 3, nx // 4)]:
+        world = layer.data_to_world((z, y, x))
+        np.testing.assert_allclose(world, _zyx(expected.TransformIndexToPhysicalPoint((x, y, z))), atol=1e-4)
+    # The stored array's last row is anterior (smaller LPS y): napari, drawing +y downwards, puts it on top.
+    assert layer.data_to_world((0, ny - 1, 0))[1] < layer.data_to_world((0, 0, 0))[1]
+
+
 def test_nrrd_with_anisotropic_spacing_keeps_z_y_x_order(tmp_path, viewer):
     image = sitk.GetImageFromArray(np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6))
     image.SetSpacing((0.5, 0.7, 2.0))      # x, y, z

@@ -39,8 +39,33 @@ def layer_metadata(geometry: Geometry, source: str | Path | None = None, **extra
 
 
 def placement(geometry: Geometry) -> dict:
-    """napari ``scale``/``translate`` keyword arguments for a (z, y, x) grid."""
-    return {"scale": tuple(geometry.spacing), "translate": tuple(geometry.origin)}
+    """napari ``scale``/``translate``/``affine`` keyword arguments for a (z, y, x) grid.
+
+    ``scale`` and ``translate`` are the spacing and the origin. The direction cosines go into
+    ``affine`` when they flip axes (NIfTI files stored in RAS read as diag(−1, −1, 1) in ITK's
+    LPS): world = origin + flips·(position − origin), so that napari's screen axes (x to the
+    right, y down) show patient left on the right and posterior at the bottom, as radiology
+    does, instead of an upside-down CT. Other directions (axis permutations, oblique grids)
+    would make napari slice off the axes, so they stay undrawn: the image shows as stored.
+    """
+    kwargs = {"scale": tuple(geometry.spacing), "translate": tuple(geometry.origin)}
+    flips = axis_flips(geometry)
+    if flips is not None and any(sign < 0 for sign in flips):
+        affine = np.eye(4)
+        affine[:3, :3] = np.diag(flips)
+        affine[:3, 3] = (1.0 - np.asarray(flips)) * np.asarray(geometry.origin)
+        kwargs["affine"] = affine
+    return kwargs
+
+
+def axis_flips(geometry: Geometry, tolerance: float = 1e-3) -> tuple[float, float, float] | None:
+    """(z, y, x) signs of a direction that only flips axes; None for any other direction."""
+    direction_xyz = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    direction_zyx = direction_xyz[::-1, ::-1]
+    signs = np.sign(np.diag(direction_zyx))
+    if np.any(signs == 0) or not np.allclose(direction_zyx, np.diag(signs), atol=tolerance):
+        return None
+    return tuple(float(s) for s in signs)
 
 
 def display_range(array: np.ndarray) -> tuple[float, float]:

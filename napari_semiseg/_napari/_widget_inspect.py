@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
@@ -216,6 +217,7 @@ class SoftLabelInspectionWidget(QWidget):
             if isinstance(layer, _LAYER_TYPES[layer_type]):
                 layer.metadata.update(kwargs["metadata"])
                 layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+                layer.affine = kwargs.get("affine", np.eye(4))
                 layer.data = data
                 if reset_visibility:
                     layer.visible = kwargs.get("visible", True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import numpy as np
 from napari.layers import Image, Labels, Layer
 from napari.utils import Colormap, progress
 from napari.utils.notifications import show_error, show_info
@@ -252,6 +253,7 @@ class PredictWidget(QWidget):
             if isinstance(layer, _LAYER_TYPES[layer_type]):
                 layer.metadata.update(kwargs["metadata"])
                 layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+                layer.affine = kwargs.get("affine", np.eye(4))
                 layer.data = data
                 return
             self.viewer.layers.remove(layer)
