@@ -137,7 +137,7 @@ def run(cards: Sequence[str] = ("cpu-small", "la-vnet", "pancreas-vnet"), *, max
             else ""
     report("memory", rows, title=f"Peak RSS: inference on a {'×'.join(map(str, shape))} volume (window batch 1) "
            "and training (supervised, card batch)",
-           notes=["peak of each child process (ru_maxrss); 'idle' = imports only",
+           notes=["peak of each child process (VmHWM on Linux, else ru_maxrss); 'idle' = imports only",
                   "status 'cancelled' = sweep stopped after the windows shown (output buffers already allocated)"])
     return rows
 
