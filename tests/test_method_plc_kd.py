@@ -281,3 +281,30 @@ def test_a_short_run_through_the_trainer_lowers_the_loss(tmp_path):
     assert np.mean(totals[-4:]) < 0.8 * np.mean(totals[:4])
     assert np.mean(kd[-4:]) < np.mean(kd[:4])
     assert {t["case_id"] for t in result.method.params_dict()["targets"]} == {"unl0", "unl1"}
+
+
+def test_a_corrected_case_chosen_for_validation_is_never_distilled_from(tmp_path):
+    """The clinician corrected an unlabelled case (split "unlabelled", a corrected soft label);
+    a run that validates on it must not distil from it, or its label leaks into training."""
+    shape = (24, 40, 40)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    project = Project.create(tmp_path / "project")
+    image, label = box_case(0, shape)
+    add_case(project, folder, "lab0", image, "labelled", gold=label)
+    for i in range(2):
+        image, label = box_case(100 + i, shape)
+        add_case(project, folder, f"unl{i}", image, "unlabelled", teacher=np.where(label > 0, 0.85, 0.1))
+    project.save_label("unl1", label.astype(np.uint8), "corrected")
+    correct_case_soft_label(project, "unl1")
+    data = data_spec_from_project(project, labeled=["lab0"], unlabeled=["unl0"], validation=["unl1"])
+    config = TrainConfig.from_card(small_card(), tmp_path / "run", method="plc-kd",
+                                   method_params={"project": str(project.root)}, iterations=2,
+                                   batch_labeled=1, batch_unlabeled=1, validate_every=0, checkpoint_every=0,
+                                   device="cpu", data=data)
+    assert {t.case_id for t in resolve_soft_targets(project)} == {"unl0", "unl1"}, "both have soft labels"
+    project.close()
+    result = train(config)
+    assert result.status == "finished"
+    assert {t["case_id"] for t in result.method.params_dict()["targets"]} == {"unl0"}
+    assert {t.case_id for t in result.method.sampler.targets} == {"unl0"}

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -234,6 +234,10 @@ class Method(abc.ABC):
 
     def deployed_network(self) -> nn.Module:
         return self.networks[self.deployed_network_name]
+
+    def exclude_cases(self, case_ids: Collection[str]) -> None:
+        """Never learn from these cases (the run's validation cases). The trainer keeps them out of
+        its own streams; a method that reads cases by itself (PLC-KD's soft labels) drops them."""
 
     def branch_networks(self) -> Mapping[str, nn.Module]:
         """Networks besides the deployed one whose validation Dice the trainer also reports, by name

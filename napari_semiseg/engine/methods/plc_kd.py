@@ -34,7 +34,7 @@ distillation patches together, so BatchNorm normalises over both, as the two-str
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -163,6 +163,20 @@ class PLCKD(Method):
             raise MethodError(f"method {self.name!r}: no case of {project_dir} has a soft label to distil from; "
                               "run pseudo-labelling first")
         return targets
+
+    def exclude_cases(self, case_ids: Collection[str]) -> None:
+        """Drop the distillation targets of ``case_ids``: a validation case the clinician corrected
+        keeps its split ("unlabelled") and has a corrected soft label, which would leak its label."""
+        excluded = set(case_ids)
+        kept = [t for t in self.sampler.targets if t.case_id not in excluded]
+        if len(kept) == len(self.sampler.targets):
+            return
+        if not kept:
+            raise MethodError(f"method {self.name!r}: every distillation case is a validation case "
+                              f"({sorted(excluded)}); pseudo-label other cases first")
+        self.params = dataclasses.replace(self.params, targets=[t.to_dict() for t in kept])
+        self.sampler = SoftTargetSampler(self.sampler.project_dir, kept, self.card,
+                                         correction_params(self.params.correction), self.params.cache_volumes)
 
     # -- networks and data ---------------------------------------------------------------------------
 

@@ -188,6 +188,7 @@ class _Run:
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.method = create_method(config.method, config.card, config.method_params,
                                     network_factory=self.network_factory)
+        self.method.exclude_cases([source.case_id for source in self.data.validation])
         self.uses_unlabeled = self.method.uses_unlabeled and config.batch_unlabeled > 0
         self.data.check(needs_unlabeled=self.uses_unlabeled)
         checkpoint = load_checkpoint(config.resume_from) if config.resume_from else None
