@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,6 +51,23 @@ def synthetic_cases(card, count: int = 2, seed: int = 0):
         image = rng.normal(0.0, 1.0, shape).astype(np.float32) + 2.0 * label
         sources.append(CaseSource.from_arrays(f"phantom_{index}", image, label.astype(np.uint8)))
     return sources
+
+
+def soft_label_project(card, folder) -> str:
+    """A project of the synthetic cases with a teacher soft label each (0.9 inside, 0.1 outside),
+    the material PLC-KD distils from; returns its folder."""
+    from napari_semiseg.io import Volume, write_volume
+    from napari_semiseg.project import Project
+    folder = Path(folder)
+    with Project.create(folder / "project") as project:
+        for source in synthetic_cases(card):
+            loaded = source.load()
+            image_file = write_volume(folder / f"{source.case_id}.nii", Volume.from_array(loaded.image))
+            project.add_case(source.case_id, image_file, split="unlabelled")
+            label = np.asarray(loaded.label)
+            project.save_label_with_soft_label(source.case_id, label, "pseudo",
+                                               np.where(label > 0, 0.9, 0.1).astype(np.float32))
+    return str(folder / "project")
 
 
 def trainer_batch(method, card, *, batch_labeled: int, batch_unlabeled: int, seed: int = 0):
@@ -104,12 +123,16 @@ def measure_iteration_cost(card, methods: Sequence[str], *, repeats: int = 10, w
     from napari_semiseg.engine.methods import MethodError, StepInfo, create_method
     from napari_semiseg.engine.training import TrainConfig, build_optimizer
     target = torch.device(device)
+    params = dict(params or {})
+    scratch = tempfile.TemporaryDirectory(prefix="iteration-cost-")
+    if "plc-kd" in methods and "plc-kd" not in params:  # it distils from a project's soft labels
+        params["plc-kd"] = {"project": soft_label_project(card, scratch.name)}
     runs = {}
     for name in methods:
         torch.manual_seed(seed)
         try:
-            method = create_method(name, card, (params or {}).get(name)).to(target)
-        except MethodError as exc:  # e.g. PLC-KD needs a project's soft labels
+            method = create_method(name, card, params.get(name)).to(target)
+        except MethodError as exc:  # a method that cannot be built here
             print(f"[iteration_cost] skipping {name}: {exc}", flush=True)
             continue
         method.set_training(True)
@@ -133,6 +156,7 @@ def measure_iteration_cost(card, methods: Sequence[str], *, repeats: int = 10, w
             seconds = _one_iteration(method, optimizer, batch, step, target)
             if iteration >= warmup:
                 times[name].append(seconds)
+    scratch.cleanup()
     return {name: statistics.median(values) for name, values in times.items()}
 
 

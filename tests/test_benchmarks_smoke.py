@@ -52,9 +52,9 @@ def _rows(path: Path) -> list[dict]:
 
 def test_iteration_cost_times_every_method_on_the_trainers_batches(fake_la):
     card = dataclasses.replace(load_card("cpu-small"), patch_size=(16, 16, 16))
-    iteration_cost.run(card, ["supervised", "crossmatch"], repeats=1, warmup=0)
+    iteration_cost.run(card, ["supervised", "crossmatch", "plc-kd"], repeats=1, warmup=0)
     rows = _rows(fake_la / "results" / "iteration_cost" / "iteration_cost.csv")
-    assert [r["method"] for r in rows] == ["supervised", iteration_cost.FULL_BATCH, "crossmatch"]
+    assert [r["method"] for r in rows] == ["supervised", iteration_cost.FULL_BATCH, "crossmatch", "plc-kd"]
     assert float(rows[0]["ratio_to_supervised"]) == 1.0
     assert all(float(r["ms_per_iteration"]) > 0 for r in rows)
 
