@@ -100,6 +100,20 @@ def test_the_panel_offers_the_project_cases_and_builds_the_request(panels, proje
         assert project.runs("training") == [], "nothing was started"
 
 
+def test_the_consistency_ramp_follows_the_number_of_iterations(panels):
+    """A 6000-step ramp would never start in a short fine-tune: the form shows it fitted."""
+    _viewer, _project_panel, panel = panels
+    panel.method_combo.setCurrentText("mean-teacher")
+    ramp = panel.params_form.fields["rampup_period"]
+    fitted = get_method("mean-teacher").schedule_for
+    assert ramp.text() == str(fitted(panel.iterations_spin.value())["rampup_period"])
+    panel.iterations_spin.setValue(6000)
+    assert ramp.text() == "150", "the published run keeps the published ramp"
+    panel.iterations_spin.setValue(400)
+    assert ramp.text() == "10"
+    assert panel.request().method_params["rampup_period"] == 10
+
+
 def test_fine_tune_trains_in_a_child_process_plots_live_and_registers_a_model(
         panels, project_folder, tmp_path, qtbot, screenshots_dir):
     viewer, project_panel, panel = panels

@@ -90,12 +90,15 @@ class FineTuneRequest:
     lr: float | None = None
 
 
-def method_defaults(method: str, card) -> dict[str, Any]:
-    """A method's hyperparameters as the form shows them: its defaults, then the card's own
-    values when the card names this method."""
+def method_defaults(method: str, card, iterations: int | None = None) -> dict[str, Any]:
+    """A method's hyperparameters as the form shows them: its defaults, its ramps fitted to a run
+    of ``iterations`` steps (``Method.schedule_for``; a 6000-step ramp would never start in a
+    300-step fine-tune), then the card's own values when the card names this method."""
     from ..engine.methods import get_method
 
     values = get_method(method).default_params()
+    if iterations:
+        values.update(get_method(method).schedule_for(iterations))
     if card.training.method == method:
         values.update(card.training.method_params)
     return values

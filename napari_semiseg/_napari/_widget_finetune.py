@@ -63,6 +63,15 @@ class ParamsForm(QWidget):
         if not values:
             self._layout.addRow(QLabel("(no hyperparameters)"))
 
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Show new values in the fields of those names (the others keep what was typed)."""
+        for name, value in values.items():
+            field = self.fields.get(name)
+            if isinstance(field, QCheckBox):
+                field.setChecked(bool(value))
+            elif field is not None:
+                field.setText(format_param(value))
+
     def values(self) -> dict[str, Any]:
         """The typed values, each parsed as the type of its default.
 
@@ -181,6 +190,7 @@ class FineTuneWidget(QWidget):
         self._recipe_shown = False
         self.card_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed(card_changed=True))
         self.method_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed())
+        self.iterations_spin.valueChanged.connect(self._fit_ramps)
         self.labelled_list.itemChanged.connect(lambda _item: self._update_titles())
         self.unlabelled_list.itemChanged.connect(lambda _item: self._update_titles())
         self.start_button.clicked.connect(lambda _checked=False: self.start())
@@ -394,14 +404,25 @@ class FineTuneWidget(QWidget):
         if card_changed or not self._recipe_shown:
             self._recipe_shown = True
             self._show_method(card.training.method)  # a card comes with its default method
+        self.iterations_spin.blockSignals(True)  # the form below is fitted to it once
+        self.iterations_spin.setValue(card.training.iterations)
+        self.iterations_spin.blockSignals(False)
         try:
-            self.params_form.set_params(method_defaults(self.method_combo.currentText(), card))
+            self.params_form.set_params(method_defaults(self.method_combo.currentText(), card,
+                                                        self.iterations_spin.value()))
         except SemisegError as error:
             self._report_error(str(error))
-        self.iterations_spin.setValue(card.training.iterations)
         self.lr_edit.setText(format_param(card.training.lr))
         self.validate_spin.setValue(card.training.validate_every or card.training.iterations)
         self._refresh_start_from()
+
+    def _fit_ramps(self, iterations: int) -> None:
+        """The ramp lengths (``Method.schedule_for``) follow the number of iterations."""
+        from ..engine.methods import get_method
+        try:
+            self.params_form.set_values(get_method(self.method_combo.currentText()).schedule_for(iterations))
+        except SemisegError as error:
+            self._report_error(str(error))
 
     def _show_method(self, method: str) -> None:
         index = self.method_combo.findText(method)

@@ -210,7 +210,9 @@ def new_config(project, args: argparse.Namespace, run_dir: Path):
     method = args.method or card.training.method
     overrides, method_params = parse_params(args.param)
     base_params = dict(card.training.method_params) if method == card.training.method else {}
-    method_params = {**base_params, **method_params}
+    # Ramps keep their share of a shorter (or longer) run than the published one; --param wins.
+    fitted = get_method(method).schedule_for(args.iterations or card.training.iterations)
+    method_params = {**fitted, **base_params, **method_params}
     get_method(method).make_params(method_params)  # a bad name or value stops here, before any work
     device = args.device or "auto"
     check_device(device)
