@@ -138,6 +138,16 @@ def test_infer_stores_prediction_versions_with_soft_labels(trained):
         assert store.latest_label("case0", kinds="gold") is not None  # gold kept, not replaced
 
 
+def test_infer_overlap_chooses_a_finer_grid_and_records_it(trained):
+    project, _ = trained
+    ok(semiseg("infer", project, "--case", "case3", "--overlap", 0.625, "--device", "cpu"))
+    with Project.open(project) as store:
+        soft = store.soft_label_for(store.latest_label("case3").id)
+        assert soft.details["grid"].startswith("overlap 0.625")
+    both = semiseg("infer", project, "--case", "case3", "--overlap", 0.5, "--paper-grid")
+    assert both.returncode == 2 and "give one" in both.stderr
+
+
 def test_infer_file_writes_label_soft_label_uncertainty_on_the_source_grid(trained, tmp_path):
     project, _ = trained
     label = blob(1)

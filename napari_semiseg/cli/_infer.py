@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR",
                         help="folder for the output files (created if needed)")
     add_prediction_arguments(parser)
+    parser.add_argument("--overlap", type=float, metavar="F",
+                        help="window overlap (0 ≤ F < 1) instead of the card's; 0.625 is within 0.5 Dice "
+                             "points of --paper-grid at a sixth of its cost (benchmarks/RESULTS.md)")
     parser.add_argument("--mc", type=non_negative_int, default=0, metavar="N",
                         help="N Monte-Carlo dropout samples: probabilities averaged over them and "
                              "their variance written with --out (default 0: one plain pass)")
@@ -64,6 +67,8 @@ def run_infer(args: argparse.Namespace) -> int:
             "say what to predict: --case ID ..., --all, or --file PATH ... (with --out DIR)")
     require(not args.files or args.out is not None,
             "--file writes its results as files: give the folder with --out DIR")
+    require(args.overlap is None or not args.paper_grid, "--overlap and --paper-grid choose the grid: give one")
+    require(args.overlap is None or 0.0 <= args.overlap < 1.0, f"--overlap {args.overlap}: must be in [0, 1)")
     with open_project(args.project) as project:
         case_ids = project.case_ids() if args.all else check_cases(project, args.cases or ())
         for path in args.files or ():
@@ -93,7 +98,7 @@ def _predict(net, card, volume, args, status: StatusLine, prefix: str):
     def progress(report) -> None:
         status.update(f"{prefix}: window {report.windows_done}/{report.windows_total}")
 
-    return predict_volume(net, volume, card, device=args.device, mc_samples=args.mc,
+    return predict_volume(net, volume, card, device=args.device, overlap=args.overlap, mc_samples=args.mc,
                           largest_component=args.lcc, progress=progress)
 
 
