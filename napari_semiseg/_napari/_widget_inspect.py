@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-from napari.layers import Image, Labels, Layer
+from napari.layers import Layer
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
@@ -24,6 +23,7 @@ from ..engine.pseudo import METHOD_LABEL, RECONSTRUCTION_NOTE
 from ..errors import SemisegError
 from ._histogram_plot import SoftLabelHistogramPlot
 from ._inspect import SoftLabelInspection, correct_steps, inspection_key, inspection_layers, load_inspection
+from ._layer_update import update_layer_in_place
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 COUNT_COLUMNS = ("Gold class", "Voxels", "Wrong before", "Wrong after", "Crossed")
 GOLD_KINDS = ("corrected", "gold")
-_LAYER_TYPES = {"image": Image, "labels": Labels}
 SHORT_NOTE = ("Reconstructed from the PLC-KD abstract and supplement: deterministic stand-ins for the "
               "paper's learned assistants, then a forcing step (hover for details).")
 #: Marks the layers this panel owns, so that it removes only those.
@@ -211,18 +210,11 @@ class SoftLabelInspectionWidget(QWidget):
             self.viewer.layers.selection.active = active  # the clinician keeps painting where they were
 
     def _add_or_replace(self, data, kwargs: dict, layer_type: str, reset_visibility: bool) -> None:
-        name = kwargs["name"]
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            if isinstance(layer, _LAYER_TYPES[layer_type]):
-                layer.metadata.update(kwargs["metadata"])
-                layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
-                layer.affine = kwargs.get("affine", np.eye(4))
-                layer.data = data
-                if reset_visibility:
-                    layer.visible = kwargs.get("visible", True)
-                return
-            self.viewer.layers.remove(layer)
+        layer = update_layer_in_place(self.viewer, data, kwargs, layer_type)
+        if layer is not None:
+            if reset_visibility:
+                layer.visible = kwargs.get("visible", True)
+            return
         self.viewer.add_layer(Layer.create(data, kwargs, layer_type))
 
     def layers(self) -> dict[str, Layer]:

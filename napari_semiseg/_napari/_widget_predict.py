@@ -18,8 +18,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import numpy as np
-from napari.layers import Image, Labels, Layer
+from napari.layers import Layer
 from napari.utils import Colormap, progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
@@ -28,6 +27,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
 
 from ..errors import ProjectError, SemisegError
 from ._model_rows import describe_model
+from ._layer_update import update_layer_in_place
 from ._predict_job import (PREDICTION_CONTOUR, ColourRamp, PredictRequest, describe_prediction, predict_steps,
                            prediction_layers, resolve_model, save_in_project)
 from ._responsiveness import EventLoopProbe, StallReport
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     import napari
 
 DEVICES = ("auto", "cpu", "cuda")
-_LAYER_TYPES = {"image": Image, "labels": Labels}
 
 
 class PredictWidget(QWidget):
@@ -247,16 +246,8 @@ class PredictWidget(QWidget):
 
     def _add_or_replace(self, data, kwargs: dict, layer_type: str) -> None:
         """Update the layer of that name in place (keeping the user's display settings), or add it."""
-        name = kwargs["name"]
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            if isinstance(layer, _LAYER_TYPES[layer_type]):
-                layer.metadata.update(kwargs["metadata"])
-                layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
-                layer.affine = kwargs.get("affine", np.eye(4))
-                layer.data = data
-                return
-            self.viewer.layers.remove(layer)
+        if update_layer_in_place(self.viewer, data, kwargs, layer_type) is not None:
+            return
         if isinstance(kwargs.get("colormap"), ColourRamp):
             ramp = kwargs["colormap"]
             kwargs = {**kwargs, "colormap": Colormap([list(c) for c in ramp.colours], name=ramp.name)}
