@@ -201,12 +201,15 @@ class PredictWidget(QWidget):
         started = time.perf_counter()
 
         def show_next() -> None:
-            self._add_or_replace(*pending.pop(0))
-            if pending:
-                QTimer.singleShot(0, show_next)  # let the window repaint between two layers
-                return
-            self.last_display_seconds = time.perf_counter() - started
-            self._announce(prediction, case_id, saved)
+            try:
+                self._add_or_replace(*pending.pop(0))
+                if pending:
+                    QTimer.singleShot(0, show_next)  # let the window repaint between two layers
+                    return
+                self.last_display_seconds = time.perf_counter() - started
+                self._announce(prediction, case_id, saved)
+            except Exception as error:  # a layer napari refuses must not leave the panel busy for good
+                self._report_error(f"the prediction could not be shown: {describe_error(error)}")
             job.release()
             self._update_enabled()
         show_next()
