@@ -16,6 +16,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
+from ._tables import bulk_update
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
 #: The columns the Project panel's case table gets (after its own).
@@ -114,16 +115,18 @@ def show_ranks(table: QTableWidget, ranks: dict, first_column: int) -> None:
     Cases without a score (no soft label yet) show their rank and "—"; labelled cases show "—"
     twice. The score's reasons go into the tooltip.
     """
-    for row in range(table.rowCount()):
-        case_id = table.item(row, 0).data(Qt.UserRole)
-        position, rank = ranks.get(case_id, (None, None))
-        score = "—" if rank is None or rank.score is None else f"{rank.score:.3f}"
-        cells = ("—" if position is None else str(position), score)
-        tip = "Not proposed: labelled (gold or corrected) or a test case" if rank is None else "\n".join(rank.reasons)
-        for offset, text in enumerate(cells):
-            item = QTableWidgetItem(text)
-            item.setToolTip(tip)
-            table.setItem(row, first_column + offset, item)
+    with bulk_update(table):
+        for row in range(table.rowCount()):
+            case_id = table.item(row, 0).data(Qt.UserRole)
+            position, rank = ranks.get(case_id, (None, None))
+            score = "—" if rank is None or rank.score is None else f"{rank.score:.3f}"
+            cells = ("—" if position is None else str(position), score)
+            tip = ("Not proposed: labelled (gold or corrected) or a test case" if rank is None
+                   else "\n".join(rank.reasons))
+            for offset, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(tip)
+                table.setItem(row, first_column + offset, item)
 
 
 __all__ = ["RANK_COLUMNS", "CaseRanking", "rank_signature", "rank_steps", "show_ranks"]

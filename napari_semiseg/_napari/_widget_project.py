@@ -20,10 +20,11 @@ from qtpy.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayo
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..errors import ProjectError, SemisegError
+from ._case_ranking import RANK_COLUMNS, CaseRanking, show_ranks
 from ._layers import LABEL_VERSION_KEY, image_layer_data, labels_layer_data
 from ._session import OpenedCase, ProjectSession
 from ._shared import session_for, share_session
-from ._case_ranking import RANK_COLUMNS, CaseRanking, show_ranks
+from ._tables import bulk_update
 
 if TYPE_CHECKING:
     import napari
@@ -312,17 +313,18 @@ def _rows_height(table: QTableWidget, rows: int) -> int:
 
 def _fill(table: QTableWidget, rows, bold_id=None) -> None:
     """Replace a table's rows; column 0's value is kept as the row's id (Qt.UserRole)."""
-    table.setRowCount(len(rows))
-    for r, row in enumerate(rows):
-        for c, value in enumerate(row):
-            item = QTableWidgetItem(str(value))
-            if c == 0:
-                item.setData(Qt.UserRole, value)
-            if bold_id is not None and row[0] == bold_id:
-                font = QFont()
-                font.setBold(True)
-                item.setFont(font)
-            table.setItem(r, c, item)
+    with bulk_update(table):
+        table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                item = QTableWidgetItem(str(value))
+                if c == 0:
+                    item.setData(Qt.UserRole, value)
+                if bold_id is not None and row[0] == bold_id:
+                    font = QFont()
+                    font.setBold(True)
+                    item.setFont(font)
+                table.setItem(r, c, item)
 
 
 def _group(title: str, *contents) -> QGroupBox:
