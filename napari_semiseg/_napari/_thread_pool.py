@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from qtpy.QtCore import QThreadPool
 
-#: Niceness of a pool thread while it runs a worker (the training child gets the same).
+#: Niceness of a pool thread while it runs a worker (as the fine-tune child: ``_finetune_job.CHILD_NICENESS``).
 WORKER_NICENESS = 10
 
 
