@@ -26,9 +26,10 @@ from pathlib import Path
 from ._common import read_la_case
 
 
-def add_la_cases(project, cases: Sequence[tuple[str, Path]], n_labeled: int, downsample: int) -> None:
+def add_la_cases(project, cases: Sequence[tuple[str, Path]], n_labeled: int, downsample: int, *,
+                 labelled_split: str = "labelled") -> None:
     """Add LA cases on the trainer's grid (downsampled in-plane), the first ``n_labeled`` with
-    their gold label and split "labelled", the others "unlabelled" without any label."""
+    their gold label and split ``labelled_split``, the others "unlabelled" without any label."""
     from napari_semiseg.io import Volume, write_volume
     with tempfile.TemporaryDirectory(dir=project.root.parent) as scratch:
         for index, (case_id, path) in enumerate(cases):
@@ -36,7 +37,7 @@ def add_la_cases(project, cases: Sequence[tuple[str, Path]], n_labeled: int, dow
             # Uncompressed: the distillation sampler reads these files back during training.
             image_file = write_volume(Path(scratch) / f"{case_id}.nii", Volume.from_array(image, spacing=spacing))
             labelled = index < n_labeled
-            project.add_case(case_id, image_file, split="labelled" if labelled else "unlabelled", copy=True)
+            project.add_case(case_id, image_file, split=labelled_split if labelled else "unlabelled", copy=True)
             if labelled:
                 project.save_label(case_id, label, "gold", note=f"{path}, downsampled {downsample}x in-plane")
 
@@ -46,11 +47,16 @@ def pseudo_label_with(project, model_file: Path, case_ids: Sequence[str], *, dev
     """Register ``model_file`` as the project's active model and store its hard and soft
     labels of ``case_ids``; returns the ``PseudoLabelSummary``."""
     from napari_semiseg.engine.pseudo import pseudo_label
+    version = register_model_file(project, model_file, config)
+    return pseudo_label(project, version.id, list(case_ids), device=device)
+
+
+def register_model_file(project, model_file: Path, config: dict | None = None):
+    """``model_file`` (a run's weights) as a new, active model version of ``project``."""
     from napari_semiseg.engine.training import load_model
     model = load_model(model_file)
-    version = project.register_model(model.card.to_dict(), model_file, method=model.method, config=config or {},
-                                     metrics=model.metrics)
-    return pseudo_label(project, version.id, list(case_ids), device=device)
+    return project.register_model(model.card.to_dict(), model_file, method=model.method, config=config or {},
+                                  metrics=model.metrics)
 
 
 def build_teacher_project(folder: Path, model_file: Path, train_cases: Sequence[tuple[str, Path]], n_labeled: int,
@@ -78,4 +84,4 @@ def build_teacher_project(folder: Path, model_file: Path, train_cases: Sequence[
     return folder
 
 
-__all__ = ["add_la_cases", "build_teacher_project", "pseudo_label_with"]
+__all__ = ["add_la_cases", "build_teacher_project", "pseudo_label_with", "register_model_file"]

@@ -13,6 +13,8 @@ Protocol (``--setting cpu``, what a 2-core CPU completes):
   (``Method.schedule_for``);
 - the model kept is the run's ``best_model.pt`` (best validation Dice);
 - the upper bound: supervised on all 72 non-validation volumes;
+- ``atso`` starts from the same-N ``supervised`` run as its M0 and spends the iteration
+  budget on its two generations and final model (``_atso_run``);
 - ``plc-kd`` distils from the same-N ``supervised`` run (trained first when needed): its
   soft labels of the 72 training volumes, on the trainer's grid, are stored in a teacher
   project inside the run folder (``N<n>/plc-kd/teacher-project``, see ``_plc_teacher``);
@@ -47,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atso_run import atso_finished, run_atso_benchmark
+from ._atso_run import read_summary as read_atso_summary
 from ._common import (VALIDATION_CASES, describe_machine, format_table, la_list, read_la_case, register_all_methods,
                       results_dir, set_threads, write_csv)
 
@@ -55,7 +59,9 @@ SETTINGS = {
     "cpu": {"card": "cpu-small", "downsample": 2, "iterations": 1000, "recipe": False, "device": "cpu"},
     "full": {"card": "la-vnet", "downsample": 1, "iterations": None, "recipe": True, "device": "cuda"},
 }
-DEFAULT_METHODS = ("supervised", "mean-teacher", "ua-mt", "ss-net", "crossmatch", "dual-branch-kd", "plc-kd")
+DEFAULT_METHODS = ("supervised", "mean-teacher", "ua-mt", "ss-net", "crossmatch", "dual-branch-kd", "plc-kd", "atso")
+#: Not a trainer method: a schedule over a project, from the same-N supervised run (``_atso_run``).
+ATSO = "atso"
 UPPER_BOUND = "supervised-all"
 #: The project of teacher soft labels inside a plc-kd run folder.
 TEACHER_PROJECT = "teacher-project"
@@ -91,6 +97,8 @@ def training_data(cases: Sequence[tuple[str, Path]], n_labeled: int | None, down
 
 
 def _finished(run_dir: Path) -> bool:
+    if run_dir.name == ATSO:
+        return atso_finished(run_dir)
     events = run_dir / "events.jsonl"
     return events.is_file() and '"finished"' in events.read_text()
 
@@ -172,14 +180,18 @@ def evaluate_run(run_dir: Path, eval_cases, downsample: int, device: str) -> lis
 
 
 def validation_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(iteration, validation Dice) pairs from the run's ``events.jsonl``."""
+    """(iteration, validation Dice) pairs from the run's ``events.jsonl`` (ATSO: its summary)."""
     from napari_semiseg.engine.training import read_events
+    if run_dir.name == ATSO:
+        return [tuple(point) for point in read_atso_summary(run_dir)["curve"]]
     events = read_events(run_dir / "events.jsonl") if (run_dir / "events.jsonl").is_file() else []
     return [(e["iteration"], e["dice"]) for e in events if e["event"] == "validation" and e["dice"] is not None]
 
 
 def run_seconds(run_dir: Path) -> float:
     from napari_semiseg.engine.training import read_events
+    if run_dir.name == ATSO:
+        return float(read_atso_summary(run_dir)["train_s"])
     events = read_events(run_dir / "events.jsonl")
     ends = [e for e in events if e["event"] == "iteration"]
     return float(ends[-1]["elapsed_s"]) if ends else float("nan")
@@ -227,7 +239,7 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
     """
     settings = SETTINGS[setting]
     available = register_all_methods()
-    methods = [m for m in methods if m in available]
+    methods = [m for m in methods if m in available or m == ATSO]
     device = device or settings["device"]
     cases = la_list(shared_data)
     if max_cases:
@@ -249,15 +261,26 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
                                         method_params=method_params)
         return runs[method, n]
 
+    def atso(n: int) -> Path:
+        run_dir = run_folder(out, ATSO, n)
+        if force or not _finished(run_dir):
+            m0_run = trained("supervised", n)
+            run_atso_benchmark(run_dir, cases[:-VALIDATION_CASES], cases[-VALIDATION_CASES:], n,
+                               settings["downsample"], m0_run=m0_run, m0_file=best_model_file(m0_run),
+                               card_name=settings["card"], iterations=iterations or settings["iterations"],
+                               validate_every=validate_every, device=device, seed=seed)
+        return run_dir
+
     for method, n in jobs:
         params = None
         if method == "plc-kd" and (force or not _finished(run_folder(out, method, n))):
             params = plc_kd_params(trained("supervised", n), n, cases, settings, out, device)
-        run_dir = trained("supervised" if n is None else method, n, params)
+        run_dir = atso(n) if method == ATSO else trained("supervised" if n is None else method, n, params)
         rows = evaluate_run(run_dir, eval_cases, settings["downsample"], device)
         n_text = "all" if n is None else str(n)
         per_case += [{"N": n_text, "method": method, **row} for row in rows]
-        steps = json.loads((run_dir / "config.json").read_text())["iterations"]
+        steps = read_atso_summary(run_dir)["iterations"] if method == ATSO else \
+            json.loads((run_dir / "config.json").read_text())["iterations"]
         summary.append(mean_row(method, n_text, rows, run_seconds(run_dir), steps))
         curves[f"{method} N={n_text}"] = validation_curve(run_dir)
         write_csv(out / "per_case.csv", per_case)

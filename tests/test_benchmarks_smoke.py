@@ -28,19 +28,22 @@ from napari_semiseg.project import Project  # noqa: E402
 CASES = [f"CASE{index:02d}" for index in range(10)]
 
 
-@pytest.fixture
-def fake_la(tmp_path, monkeypatch):
-    """``<tmp>/data/LA`` with train.list and ten 36×40×24 (x, y, z) volumes; results in ``<tmp>/results``."""
-    root = tmp_path / "data" / "LA"
+def _write_fake_la(root: Path, cases: list[str]) -> None:
     rng = np.random.default_rng(0)
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in (36, 40, 24)], indexing="ij"))
-    for case in CASES:
+    for case in cases:
         label = ((grid / 0.6) ** 2).sum(0) < 1
         image = (rng.normal(0, 1, label.shape) + 2.5 * label).astype(np.float32)
         (root / "2018LA_Seg_Training Set" / case).mkdir(parents=True)
         with h5py.File(root / "2018LA_Seg_Training Set" / case / "mri_norm2.h5", "w") as handle:
             handle["image"], handle["label"] = image, label.astype(np.uint8)
-    (root / "train.list").write_text("\n".join(CASES) + "\n")
+    (root / "train.list").write_text("\n".join(cases) + "\n")
+
+
+@pytest.fixture
+def fake_la(tmp_path, monkeypatch):
+    """``<tmp>/data/LA`` with train.list and ten 36×40×24 (x, y, z) volumes; results in ``<tmp>/results``."""
+    _write_fake_la(tmp_path / "data" / "LA", CASES)
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "results"))
     return tmp_path
 
@@ -95,6 +98,27 @@ def test_quality_la_plc_kd_distils_from_a_teacher_project_of_training_cases_only
     targets = {t["case_id"]: t for t in start["method_params"]["targets"]}
     assert set(targets) == set(train_cases), "the student distilled from exactly the training cases"
     assert targets["CASE00"]["gold_label_id"] is not None and targets["CASE01"]["gold_label_id"] is None
+
+
+def test_quality_la_atso_starts_from_the_supervised_run_and_spends_the_budget(tmp_path, monkeypatch):
+    cases = [f"CASE{index:02d}" for index in range(13)]  # 1 labelled, 4 reference (two folds), 8 validation
+    _write_fake_la(tmp_path / "data" / "LA", cases)
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "results"))
+    summary = quality_la.run(tmp_path / "data", labeled=(1,), methods=("supervised", "atso"), upper_bound=False,
+                             iterations=5, validate_every=1)
+    out = tmp_path / "results" / "quality_la" / "cpu"
+    atso_row = summary[1]
+    assert atso_row["method"] == "atso" and np.isfinite(atso_row["dice"])
+    assert atso_row["iterations"] == 5, "two generations of two students and the final model, one step each"
+    assert len(quality_la.validation_curve(out / "N1" / "atso")) >= 5, "a validation point per training"
+    with Project.open(out / "N1" / "atso" / "project") as project:
+        assert project.case_ids("validation") == cases[-8:], "selection on the validation split"
+        m0 = next(m for m in project.models() if m.method == "supervised" and m.parent_id is None)
+        final = project.active_model()
+        assert Path(m0.config["output_dir"]).resolve() == (out / "N1" / "supervised").resolve()
+        assert final.parent_id == m0.id, "the final model is fine-tuned from M0"
+        pseudo_cases = {c for c in cases[1:5] if project.latest_label(c, kinds="pseudo") is not None}
+    assert pseudo_cases == set(cases[1:5]), "every reference case was pseudo-labelled"
 
 
 def test_inference_speed_compares_both_grids(fake_la):
