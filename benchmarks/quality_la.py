@@ -197,22 +197,29 @@ def run_seconds(run_dir: Path) -> float:
     return float(ends[-1]["elapsed_s"]) if ends else float("nan")
 
 
-def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path | None:
-    """Validation Dice against iteration, one line per run label."""
+def plot_curves(curves: dict[tuple[str, str], list[tuple[int, float]]], path: Path) -> Path | None:
+    """Validation Dice against iteration: one panel per N, one line per method; the upper bound
+    (supervised on all labels) dashed in every panel."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for label, points in curves.items():
-        if points:
-            axes.plot(*zip(*points), marker="o", label=label)
-    axes.set_xlabel("iteration")
-    axes.set_ylabel("validation Dice")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    upper = curves.get((UPPER_BOUND, "all"))
+    panels = list(dict.fromkeys(n for _, n in curves if n != "all")) or ["all"]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), sharey=True, squeeze=False)
+    for axis, n in zip(axes[0], panels):
+        for (method, run_n), points in curves.items():
+            if run_n == n and points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=method)
+        if upper and n != "all":
+            axis.plot(*zip(*upper), linestyle="--", color="grey", label="supervised, all labels")
+        axis.set_title(f"N = {n} labelled")
+        axis.set_xlabel("iteration")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("validation Dice")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -282,7 +289,7 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
         steps = read_atso_summary(run_dir)["iterations"] if method == ATSO else \
             json.loads((run_dir / "config.json").read_text())["iterations"]
         summary.append(mean_row(method, n_text, rows, run_seconds(run_dir), steps))
-        curves[f"{method} N={n_text}"] = validation_curve(run_dir)
+        curves[method, n_text] = validation_curve(run_dir)
         write_csv(out / "per_case.csv", per_case)
         write_csv(out / "summary.csv", summary)
     plot_curves(curves, out / "validation_dice.png")
