@@ -296,10 +296,22 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
     _add_gains(summary)
     write_csv(out / "summary.csv", summary)
     text = "\n".join([f"## LA quality, setting {setting} (evaluated on: {eval_name})", "",
-                      f"Machine: {describe_machine()}", "", format_table(summary)])
+                      f"Machine: {describe_machine()}", "", format_table(summary), "",
+                      "Dice % (points over supervised-only at the same N):", "", format_table(dice_by_n(summary))])
     (out / "summary.md").write_text(text + "\n")
     print(text, flush=True)
     return summary
+
+
+def dice_by_n(summary: list[dict]) -> list[dict]:
+    """One row per method, one column per N: "Dice % (±points over supervised)"."""
+    table: dict[str, dict] = {}
+    for row in summary:
+        cell = f"{100 * row['dice']:.1f}"
+        if row["method"] != "supervised" and np.isfinite(row.get("dice_gain_pts", float("nan"))):
+            cell += f" ({row['dice_gain_pts']:+.1f})"
+        table.setdefault(row["method"], {"method": row["method"]})[f"N={row['N']}"] = cell
+    return list(table.values())
 
 
 def _add_gains(summary: list[dict]) -> None:

@@ -72,6 +72,8 @@ def test_quality_la_trains_evaluates_per_case_and_plots(fake_la):
     assert summary[0]["method"] == "supervised" and summary[0]["iterations"] == 2
     assert (out / "validation_dice.png").stat().st_size > 0
     assert quality_la.validation_curve(out / "N1" / "supervised")[-1][0] == 2
+    dice_row = f"| supervised | {100 * summary[0]['dice']:.1f} |"
+    assert dice_row in (out / "summary.md").read_text(), "the Dice-by-N table the README quotes"
 
 
 def test_quality_la_plc_kd_distils_from_a_teacher_project_of_training_cases_only(fake_la):
