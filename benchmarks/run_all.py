@@ -3,8 +3,9 @@
 ``python -m benchmarks.run_all --shared-data PATH`` runs the full CPU protocol: iteration
 cost, inference speed on the 8 validation volumes, memory per card (the V-Net cards' sweeps
 cancelled after a few windows), pseudo-labelling throughput, the GUI responsiveness probe, and
-the LA quality study (N = 4, 8, 16, every method, the upper bound; about 30 min per run on
-2 cores, so many hours in all). ``--quick`` runs each at reduced sizes (minutes to an hour):
+the LA quality study (N = 4, 8, 16, every method with ATSO, the upper bound; 400 steps per
+run, from about 4 minutes for supervised to about 35 for UA-MT on one core, so about two
+CPU-hours per N). ``--quick`` runs each at reduced sizes (minutes to an hour):
 fewer repeats and volumes, cpu-small memory only, quality at N = 8 for supervised and two
 methods with a short budget. ``--only`` picks benchmarks. A failing benchmark is reported and
 the others still run; the exit status is 1 if any failed.
