@@ -147,11 +147,14 @@ def test_fine_tune_trains_in_a_child_process_plots_live_and_registers_a_model(
         stored = project.model(model.id)
         assert stored.parent_id == first.id and stored.method == "supervised"
         assert stored.metrics["iterations"] == 4
-        assert stored.metrics["validation_dice"] == pytest.approx(panel.plot.dice_points[-1][1])
+        # The version keeps the best validated weights (the first of equal best), and says so.
+        best_iteration, best_dice = max(panel.plot.dice_points, key=lambda point: (point[1], -point[0]))
+        assert stored.metrics["validation_dice"] == pytest.approx(best_dice)
+        assert stored.metrics["weights_iteration"] == best_iteration
         assert [r.status for r in project.runs("training")] == ["completed"]
     assert panel.models.row_ids() == [first.id, model.id] and panel.models.active_id() == model.id
     row = panel.models.row_ids().index(model.id)
-    assert panel.models.table.item(row, 4).text() == f"{panel.plot.dice_points[-1][1]:.3f}"
+    assert panel.models.table.item(row, 4).text() == f"{best_dice:.3f}"
     assert f"model {model.id} is now active" in panel.status_label.text()
     project_panel.open_case(LABELLED[0])  # the image beside the panel
     show_tab(panel)

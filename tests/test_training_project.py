@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_semiseg.engine.training import (TrainingError, data_spec_from_project, register_run_in_project,
-                                            train)
+from napari_semiseg.engine.training import (BEST_MODEL_FILE, TrainingError, data_spec_from_project, load_model,
+                                            register_run_in_project, train)
 from napari_semiseg.io import Volume, write_volume
 from napari_semiseg.project import Project
 from test_training_support import box_case, tiny_config
@@ -57,3 +57,26 @@ def test_each_run_registers_a_model_version_with_its_parent_and_metrics(project,
     assert child.parent_id == version.id and project.active_model().id == child.id
     project.activate_model(version.id)  # rollback
     assert project.active_model().id == version.id
+
+
+def test_a_run_that_ends_below_its_best_registers_the_best_weights_and_says_so(project, tmp_path):
+    spec = data_spec_from_project(project)
+    # lr 0.5 makes the tiny network's validation Dice wander, so the best is rarely the last.
+    for seed in range(7, 17):
+        result = train(tiny_config(tmp_path / f"run{seed}", iterations=6, validate_every=1, lr=0.5, seed=seed,
+                                   data=spec))
+        if result.metrics["best_iteration"] != result.iteration:
+            break
+    else:
+        pytest.skip("every run ended at its best validation Dice")
+    best = register_run_in_project(project, result)
+    last = register_run_in_project(project, result, keep="last")
+    assert best.metrics["weights"] == "best" and best.metrics["weights_iteration"] == result.metrics["best_iteration"]
+    assert best.metrics["validation_dice"] == result.metrics["best_validation_dice"]
+    assert best.metrics["last_validation_dice"] == result.metrics["validation_dice"]
+    assert best.sha256 != last.sha256, "the two versions hold different weights"
+    assert load_model(best.checkpoint_path).iteration == result.metrics["best_iteration"]
+    assert load_model(last.checkpoint_path).iteration == result.iteration == last.metrics["weights_iteration"]
+    assert (result.run_dir / BEST_MODEL_FILE).is_file()
+    with pytest.raises(TrainingError, match="keep must be one of"):
+        register_run_in_project(project, result, keep="newest")

@@ -18,7 +18,8 @@ The run's folder is ``runs/train-<time>-<pid>/`` in the project (config, JSON-li
 checkpoints, model). Ctrl-C (SIGINT) or SIGTERM stops between two steps: the weights and a
 checkpoint are kept, the exit status is 130, and ``--resume RUN_ID`` continues the run exactly
 where it stopped. A finished run registers a new model version (card, config, parent, method,
-validation metrics), makes it active unless ``--no-activate``, and prints its id.
+validation metrics) with its best validated weights (``--keep last``: the last step's), makes
+it active unless ``--no-activate``, and prints its id.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def register(subparsers) -> None:
     parser.add_argument("--name", help="name of the new model version (default: the card's)")
     parser.add_argument("--no-activate", action="store_true",
                         help="register the new model version without making it active")
+    parser.add_argument("--keep", choices=("best", "last"), default="best",
+                        help="weights the model version keeps: those of the best validation Dice "
+                             "(default, when the run validated) or the last step's")
     parser.set_defaults(handler=run_train)
 
 
@@ -370,11 +374,14 @@ def _execute(project, run_id: int, config, args: argparse.Namespace) -> int:
               f"weights kept in {result.run_dir}")
         print(f"continue with: semiseg train {project.root} --resume {run_id}")
         return INTERRUPTED
-    model = register_run_in_project(project, result, activate=not args.no_activate, name=args.name)
+    model = register_run_in_project(project, result, activate=not args.no_activate, name=args.name, keep=args.keep)
     project.finish_run(run_id, "completed", {**outcome, "model_id": model.id})
-    dice = result.metrics.get("validation_dice")
+    dice = model.metrics.get("validation_dice")
+    kept = model.metrics.get("weights_iteration")
     print(f"trained {result.iteration} iterations in {duration(seconds)} (run {run_id}, {result.run_dir})")
     print(f"registered model version {model.id}{' (active)' if model.active else ''}: card {config.card.name}, "
           f"method {model.method}, parent {model.parent_id if model.parent_id is not None else '-'}, "
-          f"validation Dice {_percent(dice)}")
+          f"validation Dice {_percent(dice)}"
+          + (f" (best weights, iteration {kept}; last {_percent(model.metrics.get('last_validation_dice'))})"
+             if model.metrics.get("weights") == "best" else ""))
     return 0

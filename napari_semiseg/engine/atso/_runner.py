@@ -264,7 +264,8 @@ class _AtsoRun:
                 "start_weights_sha256": record.start_weights_sha256}
         tagged = replace(result, metrics={**result.metrics, "atso": atso})
         final = training.key == self.schedule.final_model
-        return register_run_in_project(self.project, tagged, activate=final,
+        # The last weights: the report fingerprints them, and ATSO selects by generation, not by step.
+        return register_run_in_project(self.project, tagged, activate=final, keep="last",
                                        name=f"{self.config.mode}{self.run_id}-{training.key.replace('/', '-')}")
 
     def _record_given_m0(self) -> None:

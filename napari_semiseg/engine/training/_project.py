@@ -3,13 +3,16 @@
 Kept in this one module so that the rest of the trainer works without any project (scripts,
 benchmarks, tests): ``data_spec_from_project`` turns project cases into file-based
 ``CaseSpec``s (the newest gold or corrected label of each labelled case, pinned by version),
-and ``register_run_in_project`` keeps a finished or stopped run as a new model version.
+and ``register_run_in_project`` keeps a finished or stopped run as a new model version
+(its best validated weights by default).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+from ._checkpoint import BEST_MODEL_FILE, load_model_weights
 from ._config import CaseSpec, DataSpec, TrainingError
 from ._loop import TrainResult
 
@@ -48,8 +51,14 @@ def data_spec_from_project(project, labeled: Sequence[str] | None = None, unlabe
         validation=tuple(_labelled_spec(project, c, label_kinds) for c in ids(validation, "validation")))
 
 
+#: Which weights of a run a model version keeps: the best validated ones, or the last step's.
+KEPT_WEIGHTS = ("best", "last")
+#: The metrics that describe one validation pass (those of the kept weights are recorded).
+VALIDATION_METRICS = ("validation_dice", "validation_iteration", "validation_per_case", "validation_branch_dice")
+
+
 def register_run_in_project(project, result: TrainResult, *, parent_id: int | None = None,
-                            activate: bool = True, name: str | None = None):
+                            activate: bool = True, name: str | None = None, keep: str = "best"):
     """Keep a run's model file as a new model version of ``project``.
 
     Args:
@@ -58,18 +67,38 @@ def register_run_in_project(project, result: TrainResult, *, parent_id: int | No
         parent_id: the model version it was fine-tuned from; default ``config.parent_model_id``.
         activate: make it the active model.
         name: a human name (the card's by default).
+        keep: ``"best"`` (default): the weights of the best validation Dice when the run
+            validated (a run can end far below its best: selection on the validation split is
+            the papers' protocol and what a clinician expects of the listed Dice); ``"last"``:
+            the last step's. The metrics say which (``weights``, ``weights_iteration``), and
+            ``validation_dice`` is that of the kept weights.
 
     Returns:
         The new ``ModelVersion`` (config, validation metrics and parent recorded).
     """
+    if keep not in KEPT_WEIGHTS:
+        raise TrainingError(f"keep must be one of {list(KEPT_WEIGHTS)}, got {keep!r}")
     if result.model is None or not result.model.is_file():
         raise TrainingError(f"{result.run_dir}: the run left no model file to register")
     config = result.config
-    metrics = {**result.metrics, "status": result.status}
-    return project.register_model(config.card.to_dict(), result.model,
+    model_file, metrics = kept_weights(result, keep)
+    return project.register_model(config.card.to_dict(), model_file,
                                   parent_id=config.parent_model_id if parent_id is None else parent_id,
-                                  method=config.method, config=config.to_dict(), metrics=metrics,
-                                  activate=activate, name=name)
+                                  method=config.method, config=config.to_dict(),
+                                  metrics={**metrics, "status": result.status}, activate=activate, name=name)
 
 
-__all__ = ["TRAINING_LABEL_KINDS", "data_spec_from_project", "register_run_in_project"]
+def kept_weights(result: TrainResult, keep: str = "best") -> tuple[Path, dict]:
+    """The model file a version keeps and the metrics recorded with it (see ``register_run_in_project``)."""
+    metrics = dict(result.metrics)
+    best_file, best_iteration = result.run_dir / BEST_MODEL_FILE, metrics.get("best_iteration")
+    if keep == "best" and best_file.is_file() and best_iteration is not None and best_iteration != result.iteration:
+        at_best = load_model_weights(best_file)[1]["metrics"]  # the validation the best weights scored
+        validated = {key: at_best.get(key) for key in VALIDATION_METRICS}
+        return best_file, {**metrics, **validated, "weights": "best", "weights_iteration": best_iteration,
+                           "last_validation_dice": metrics.get("validation_dice")}
+    return result.model, {**metrics, "weights": "last", "weights_iteration": result.iteration}
+
+
+__all__ = ["KEPT_WEIGHTS", "TRAINING_LABEL_KINDS", "data_spec_from_project", "kept_weights",
+           "register_run_in_project"]
