@@ -4,8 +4,8 @@
 cost, inference speed on the 8 validation volumes, memory per card (the V-Net cards' sweeps
 cancelled after a few windows), pseudo-labelling throughput, the GUI responsiveness probe, and
 the LA quality study (N = 4, 8, 16, every method with ATSO, the upper bound; 400 steps per
-run, from about 4 minutes for supervised to about 35 for UA-MT on one core, so about two
-CPU-hours per N). ``--quick`` runs each at reduced sizes (minutes to an hour):
+run, from about 3 minutes for supervised to about 20 for CrossMatch on one core, about 1.5
+CPU-hours per N; about 5 hours for everything). ``--quick`` runs each at reduced sizes (minutes to an hour):
 fewer repeats and volumes, cpu-small memory only, quality at N = 8 for supervised and two
 methods with a short budget. ``--only`` picks benchmarks. A failing benchmark is reported and
 the others still run; the exit status is 1 if any failed.
