@@ -59,6 +59,7 @@ def run_atso_benchmark(run_dir: Path, train_cases, validation_cases, n_labeled: 
     """Run ATSO from the supervised run ``m0_run`` (its weights ``m0_file``); returns ``run_dir``."""
     from napari_semiseg.engine.atso import AtsoConfig, run_atso
     from napari_semiseg.engine.cards import load_card
+    from napari_semiseg.engine.training import BEST_MODEL_FILE, MODEL_FILE
     steps = max(1, round(iterations / (2 * GENERATIONS + 1)))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ATSO_SUMMARY).unlink(missing_ok=True)
@@ -76,8 +77,8 @@ def run_atso_benchmark(run_dir: Path, train_cases, validation_cases, n_labeled: 
         raise RuntimeError(f"ATSO N={n_labeled}: run {result.status}, see {result.report_path}")
     trained = [m for m in result.report.models if m.run_dir]
     final = Path(trained[-1].run_dir)
-    shutil.copyfile(final / "best_model.pt" if (final / "best_model.pt").is_file() else final / "model.pt",
-                    run_dir / "best_model.pt")
+    kept = final / BEST_MODEL_FILE if (final / BEST_MODEL_FILE).is_file() else final / MODEL_FILE
+    shutil.copyfile(kept, run_dir / BEST_MODEL_FILE)  # selected on validation, as every other run's
     summary = {"generations": GENERATIONS, "iterations": sum(m.iterations for m in trained),
                "train_s": round(time.perf_counter() - started, 1), "report": str(result.report_path),
                "models": [{"key": m.key, "iterations": m.iterations, "validation_dice": m.validation_dice}

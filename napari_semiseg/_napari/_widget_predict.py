@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda")
 
-
 #: Pause between two new result layers. A zero-delay timer runs in the same pass of the event
 #: loop as the timer before it, so the window could neither repaint nor take input between two
 #: layer builds (about 100 ms each): one 240 ms stall instead of three short ones.
 LAYER_GAP_MS = 20
+
 
 class PredictWidget(QWidget):
     """Dock widget: model version, options, Predict / Cancel on the case open in the Project panel."""
