@@ -13,7 +13,8 @@ Only the cases handed in go into the project: the caller leaves the validation c
 they can never become distillation cases.
 
 ``pseudo_label_with`` (register a model file, pseudo-label cases with it) is shared with
-``pseudo_throughput``.
+``pseudo_throughput``; ``add_la_cases`` and ``register_model_file`` also build the ATSO
+benchmark's project (``_atso_run``).
 """
 
 from __future__ import annotations
