@@ -265,6 +265,8 @@ def test_ctrl_c_stops_keeping_weights_and_resume_continues(stopped_and_resumed):
     assert Path(run.result["checkpoint"]).is_file() and Path(run.result["model"]).is_file()
     ok(resumed)
     assert f"resumed at step {stopped_at}" in resumed.stderr
+    # what this process trained, not the run's total
+    assert f"trained 2 iterations (steps {stopped_at + 1}-{stopped_at + 2} of the run" in resumed.stdout
     with Project.open(project) as store:
         model = store.active_model()
         assert model.metrics["iterations"] == stopped_at + 2

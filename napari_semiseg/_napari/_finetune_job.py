@@ -165,7 +165,7 @@ def build_train_config(project, request: FineTuneRequest, run_dir):
     if request.lr is not None:
         overrides["lr"] = float(request.lr)
     if request.start_from is not None:
-        parent = project.model(request.start_from)
+        parent = project.verified_model(request.start_from)
         if parent.card.get("network") != card.to_dict()["network"]:
             raise ProjectError(f"model {parent.id} was trained with card {parent.card.get('name')!r}, whose "
                                f"network differs from card {card.name!r}'s; choose that card or start from "

@@ -98,13 +98,14 @@ def grid_arguments(request: PredictRequest, card) -> dict:
     return {"stride": None, "overlap": overlap}
 
 
-def predict_steps(model_file: str | Path, volume, request: PredictRequest,
+def predict_steps(model, volume, request: PredictRequest,
                   should_stop: Callable[[], bool] | None = None,
                   keep: Callable[[object], object] | None = None) -> Generator:
     """Load a model file and predict ``volume``: the generator a GUI worker runs.
 
     Args:
-        model_file: a model version's weights (``ModelVersion.checkpoint_path``).
+        model: the project's ``ModelVersion``: its weights are checked against the SHA-256
+            recorded when it was registered, and its method's post-processing applies.
         volume: the case's (z, y, x) ``Volume``.
         request: the options.
         should_stop: asked between window batches; True raises ``Cancelled``.
@@ -118,14 +119,16 @@ def predict_steps(model_file: str | Path, volume, request: PredictRequest,
         ``(the Prediction on the volume's grid, what keep returned or None)``.
     """
     from ..engine.inference import InferenceProgress, Prediction, iter_predict_volume
+    from ..engine._model_store import with_method_postprocessing
     from ..engine.training import load_model
 
-    yield InferenceProgress(0, 0, f"Loading model {Path(model_file).parent.name}")
-    trained = load_model(model_file)
+    yield InferenceProgress(0, 0, f"Loading model version {model.id}")
+    trained = load_model(model.checkpoint_path, expected_sha256=model.sha256)
+    card = with_method_postprocessing(trained.card, model.method, model.config)
     largest = request.largest_component
-    for item in iter_predict_volume(trained.network, volume, trained.card, device=request.device,
+    for item in iter_predict_volume(trained.network, volume, card, device=request.device,
                                     mc_samples=request.mc_samples, largest_component=largest,
-                                    should_stop=should_stop, **grid_arguments(request, trained.card)):
+                                    should_stop=should_stop, **grid_arguments(request, card)):
         if isinstance(item, Prediction):
             if keep is None:
                 return item, None

@@ -156,7 +156,7 @@ class PredictWidget(QWidget):
                 return error
 
         self.job = start_generator_job(
-            lambda should_stop: predict_steps(model.checkpoint_path, opened.image, request, should_stop,
+            lambda should_stop: predict_steps(model, opened.image, request, should_stop,
                                               keep if request.save_version else None),
             on_report=self._on_report, on_result=self._on_result, on_error=self._on_error,
             on_cancelled=self._on_cancelled, on_finished=self._on_finished)

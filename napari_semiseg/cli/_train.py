@@ -194,9 +194,9 @@ def _model_to_start_from(project, text: str | None):
     if text == "active":
         model = project.active_model()
         require(model is not None, f"{project.root}: --init-from active, but no model is active")
-        return model
+        return project.verified_model(model.id)
     require(text.isdigit(), f"--init-from {text!r}: give a model version id or 'active'")
-    return project.model(int(text))
+    return project.verified_model(int(text))
 
 
 def new_config(project, args: argparse.Namespace, run_dir: Path):
@@ -285,6 +285,14 @@ class TrainProgress:
         if handler is not None:
             handler(event)
 
+    def steps_done(self, last_iteration: int) -> str:
+        """What this process trained: a resumed run counts its own steps, not the run's total."""
+        first = self.first if self.first is not None else 1
+        steps = last_iteration - first + 1
+        if first == 1:
+            return f"{steps} iterations"
+        return f"{steps} iterations (steps {first}-{last_iteration} of the run, resumed at {first - 1})"
+
     def _on_start(self, e: dict) -> None:
         self.total, self.first = e["iterations"], e["iteration"] + 1
         resumed = f", resumed at step {e['iteration']}" if e.get("resumed_from") else ""
@@ -360,8 +368,9 @@ def _execute(project, run_id: int, config, args: argparse.Namespace) -> int:
     from ..engine.training import register_run_in_project, train
 
     started = time.perf_counter()
+    progress = TrainProgress(StatusLine())
     try:
-        result = train(config, progress=TrainProgress(StatusLine()), handle_signals=True)
+        result = train(config, progress=progress, handle_signals=True)
     except BaseException as exc:
         project.finish_run(run_id, "failed", {"error": str(exc), "error_type": type(exc).__name__})
         raise
@@ -378,7 +387,7 @@ def _execute(project, run_id: int, config, args: argparse.Namespace) -> int:
     project.finish_run(run_id, "completed", {**outcome, "model_id": model.id})
     dice = model.metrics.get("validation_dice")
     kept = model.metrics.get("weights_iteration")
-    print(f"trained {result.iteration} iterations in {duration(seconds)} (run {run_id}, {result.run_dir})")
+    print(f"trained {progress.steps_done(result.iteration)} in {duration(seconds)} (run {run_id}, {result.run_dir})")
     print(f"registered model version {model.id}{' (active)' if model.active else ''}: card {config.card.name}, "
           f"method {model.method}, parent {model.parent_id if model.parent_id is not None else '-'}, "
           f"validation Dice {_percent(dice)}"

@@ -45,12 +45,13 @@ def load_model_version(project, model_id: int | None = None, *, device="cpu"
 
     Raises:
         ProjectError: unknown model, or none active.
-        TrainingError: the weights file is missing, unsafe or does not fit its network.
+        TrainingError: the weights file is missing, unsafe, differs from the SHA-256 recorded
+            when the version was registered, or does not fit its network.
     """
     from .training import load_model  # the trainer pulls in MONAI: only when a model is loaded
 
     model = project.model(resolve_model_id(project, model_id))
-    trained = load_model(model.checkpoint_path, device=device)
+    trained = load_model(model.checkpoint_path, device=device, expected_sha256=model.sha256)
     return trained.network, with_method_postprocessing(trained.card, model.method, model.config)
 
 

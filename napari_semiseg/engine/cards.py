@@ -197,6 +197,16 @@ def _build(cls, data: dict | None, where: str):
     return cls(**data)
 
 
+def network_spec_from_dict(data: dict, where: str = "network") -> NetworkSpec:
+    """A ``NetworkSpec`` from plain data (a model file's record), checked like a card's."""
+    if not isinstance(data, dict):
+        raise CardError(f"{where}: must be a mapping")
+    try:
+        return _build(NetworkSpec, data, where)
+    except TypeError as exc:
+        raise CardError(f"{where}: {exc}") from None
+
+
 def card_from_dict(data: dict, where: str = "card") -> ModelCard:
     """Validate plain data (a parsed YAML) into a ``ModelCard``."""
     if not isinstance(data, dict):

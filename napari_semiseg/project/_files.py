@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..errors import ProjectError
 
-_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+# Matched whole (fullmatch): "$" would also accept a trailing newline, and a folder named so.
+_CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 #: The managed sub-folders of a project; ``path_for`` accepts these names and their singulars.
 FOLDERS: tuple[str, ...] = ("images", "labels", "models", "runs", "exports")
@@ -34,7 +35,7 @@ def unique_stem(prefix: str = "") -> str:
 
 def check_case_id(case_id: str) -> str:
     """Return ``case_id`` if it can name a folder safely, else raise ProjectError."""
-    if not isinstance(case_id, str) or not _CASE_ID.match(case_id):
+    if not isinstance(case_id, str) or not _CASE_ID.fullmatch(case_id):
         raise ProjectError(f"case id {case_id!r}: use letters, digits and . _ + - only "
                            "(starting with a letter or digit)")
     return case_id

@@ -91,11 +91,33 @@ class ModelStore:
         return None if active is None else self.model(active)
 
     def activate_model(self, model_id: int) -> ModelVersion:
-        """Make any model version the active one (a rollback when it is an older one)."""
-        self.model(model_id)
+        """Make any model version the active one (a rollback when it is an older one).
+
+        Raises:
+            ProjectError: no such version, or its weights file is missing or was replaced.
+        """
+        self.verified_model(model_id)
         with self._db.write() as conn:
             _set_active(conn, int(model_id))
         return self.model(model_id)
+
+    def verified_model(self, model_id: int) -> ModelVersion:
+        """A model version whose weights file still has the SHA-256 recorded at registration.
+
+        Loading code that reads the file later should pass ``sha256`` to the loader as well
+        (``load_model(..., expected_sha256=)``), which checks the very bytes it loads.
+
+        Raises:
+            ProjectError: no such version, or its file is missing or differs.
+        """
+        model = self.model(model_id)
+        path = model.checkpoint_path
+        if not path.is_file():
+            raise ProjectError(f"{path}: the weights file of model version {model.id} is missing")
+        if sha256_of(path) != model.sha256:
+            raise ProjectError(f"{path}: differs from the weights registered as model version {model.id} "
+                               "(SHA-256 mismatch: the file was replaced or damaged); refused")
+        return model
 
     def update_model_metrics(self, model_id: int, metrics: dict) -> ModelVersion:
         """Add or replace metrics of a model version (an evaluation made after training).

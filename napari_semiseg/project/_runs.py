@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
+from pathlib import Path
 
 from ..errors import ProjectError
 from ._files import utc_now
@@ -23,12 +25,12 @@ class RunStore:
         Returns:
             The run id; its files go under ``path_for("runs", f"{run_id}/...")``.
         """
+        pid = os.getpid() if pid is None else pid
         with self._db.write() as conn:
             cursor = conn.execute(
-                "INSERT INTO runs (kind, status, config, started, pid, host) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (kind, RUNNING, dumps(config), utc_now(), os.getpid() if pid is None else pid,
-                 socket.gethostname()))
+                "INSERT INTO runs (kind, status, config, started, pid, host, process_start) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, RUNNING, dumps(config), utc_now(), pid, socket.gethostname(), process_start(pid)))
         return cursor.lastrowid
 
     def update_run(self, run_id: int, *, pid: int | None = None,
@@ -37,7 +39,8 @@ class RunStore:
         self.run(run_id)
         with self._db.write() as conn:
             if pid is not None:
-                conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (pid, run_id))
+                conn.execute("UPDATE runs SET pid = ?, process_start = ? WHERE id = ?",
+                             (pid, process_start(pid), run_id))
             if result is not None:
                 conn.execute("UPDATE runs SET result = ? WHERE id = ?", (dumps(result), run_id))
         return self.run(run_id)
@@ -53,7 +56,7 @@ class RunStore:
         return self.run(run_id)
 
     def run(self, run_id: int) -> RunRecord:
-        """One run by id.
+        """One run by id; a "running" run whose process is gone reads as "interrupted".
 
         Raises:
             ProjectError: no such run.
@@ -61,31 +64,51 @@ class RunStore:
         row = self._db.query_one("SELECT * FROM runs WHERE id = ?", (int(run_id),))
         if row is None:
             raise ProjectError(f"{self.root}: no run {run_id}")
+        if row["status"] == RUNNING and _process_gone(row) and self.mark_interrupted_runs():
+            row = self._db.query_one("SELECT * FROM runs WHERE id = ?", (int(run_id),))
         return _run_from_row(row)
 
     def runs(self, kind: str | None = None) -> list[RunRecord]:
-        """Runs, oldest first, optionally of one kind."""
-        if kind is None:
-            rows = self._db.query("SELECT * FROM runs ORDER BY id")
-        else:
-            rows = self._db.query("SELECT * FROM runs WHERE kind = ? ORDER BY id", (kind,))
+        """Runs, oldest first, optionally of one kind; killed ones read as "interrupted"."""
+        rows = self._run_rows(kind)
+        if any(row["status"] == RUNNING and _process_gone(row) for row in rows) and self.mark_interrupted_runs():
+            rows = self._run_rows(kind)
         return [_run_from_row(row) for row in rows]
+
+    def _run_rows(self, kind: str | None):
+        if kind is None:
+            return self._db.query("SELECT * FROM runs ORDER BY id")
+        return self._db.query("SELECT * FROM runs WHERE kind = ? ORDER BY id", (kind,))
 
     def mark_interrupted_runs(self) -> list[int]:
         """Mark "running" runs of this machine whose process is gone as "interrupted".
 
-        A killed job cannot finish its own record; this tells the user it will not finish.
-        Returns the ids marked.
+        A job killed with ``kill -9`` (or by a crash) cannot finish its own record; this tells
+        the user it will not finish, and a training run can be resumed from its last
+        checkpoint. A process is the run's only if its pid AND its start time match, so a new
+        process that reuses a killed run's pid is not taken for it. Reading runs calls this;
+        a read-only project just shows them as they are. Returns the ids marked.
         """
-        host = socket.gethostname()
-        dead = [run.id for run in self.runs() if run.status == RUNNING and run.host == host
-                and run.pid is not None and not _process_alive(run.pid)]
+        dead = [row["id"] for row in self._run_rows(None) if row["status"] == RUNNING and _process_gone(row)]
         if dead:
-            with self._db.write() as conn:
-                for run_id in dead:
-                    conn.execute("UPDATE runs SET status = ?, finished = ? WHERE id = ? AND "
-                                 "status = ?", (INTERRUPTED, utc_now(), run_id, RUNNING))
+            try:
+                with self._db.write() as conn:
+                    for run_id in dead:
+                        conn.execute("UPDATE runs SET status = ?, finished = ? WHERE id = ? AND "
+                                     "status = ?", (INTERRUPTED, utc_now(), run_id, RUNNING))
+            except (ProjectError, sqlite3.Error):
+                return []  # a read-only or busy catalogue: the runs are shown as stored
         return dead
+
+
+def _process_gone(row) -> bool:
+    """True when a run's process (same host) no longer exists, or its pid now names another."""
+    if row["host"] != socket.gethostname() or row["pid"] is None:
+        return False  # another machine's run: nothing here can tell
+    if not _process_alive(row["pid"]):
+        return True
+    recorded = row["process_start"] if "process_start" in row.keys() else None
+    return recorded is not None and process_start(row["pid"]) != recorded
 
 
 def _process_alive(pid: int) -> bool:
@@ -96,6 +119,22 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as "boot id:clock ticks since boot" (Linux); None elsewhere.
+
+    Together with the pid this names one process for the life of the machine: pids are
+    reused, start times on one boot are not.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count fields after its ")".
+    fields = stat[stat.rindex(")") + 2:].split()
+    return f"{boot}:{fields[19]}"  # field 22 of stat, starttime
 
 
 def _run_from_row(row) -> RunRecord:

@@ -123,7 +123,13 @@ _VERSION_2 = [
        BEGIN SELECT RAISE(ABORT, 'soft labels are never deleted'); END""",
 ]
 
-MIGRATIONS: list[list[str]] = [_VERSION_1, _VERSION_2]
+# Version 3: a run records when its process started, so that a later process that reuses the
+# pid of a killed run is not taken for it (the run is then shown as interrupted, resumable).
+_VERSION_3 = [
+    "ALTER TABLE runs ADD COLUMN process_start TEXT",
+]
+
+MIGRATIONS: list[list[str]] = [_VERSION_1, _VERSION_2, _VERSION_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -182,7 +182,7 @@ class _AtsoRun:
         pseudo = self._pseudo_labels_for(training)
         repeats = self._labelled_repeats(len(pseudo)) if training.folds else 1
         init_id = None if training.init == SCRATCH else self.model_ids[training.init]
-        init_path = None if init_id is None else self.project.model(init_id).checkpoint_path
+        init_path = None if init_id is None else self.project.verified_model(init_id).checkpoint_path
         config = self._train_config(training, pseudo, repeats, init_id, init_path)
         probe = StartWeightsProbe()
         result = train(config, progress=lambda event: self._on_train_event(training, config, probe, event),

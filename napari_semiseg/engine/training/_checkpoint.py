@@ -20,6 +20,8 @@ tensors and tuples of ints for that reason.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import pickle
 import random
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from ...io import atomic_path
-from ..cards import ModelCard, NetworkSpec, card_from_dict
+from ..cards import ModelCard, card_from_dict, network_spec_from_dict
 from ._config import TrainingError
 
 CHECKPOINT_FORMAT = "napari-semiseg-checkpoint"
@@ -83,12 +85,12 @@ def save_atomically(payload: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _load(path: str | Path, expected_format: str, what: str) -> dict[str, Any]:
+def _load(path: str | Path, expected_format: str, what: str, expected_sha256: str | None = None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"{path}: no such {what} file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(_verified_bytes(path, expected_sha256), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise TrainingError(f"{path}: refused to load: the file holds objects other than tensors and plain "
                             "data (not a napari-semiseg file, or an unsafe one)") from None
@@ -101,6 +103,24 @@ def _load(path: str | Path, expected_format: str, what: str) -> dict[str, Any]:
         raise TrainingError(f"{path}: {what} format version {payload['version']} is newer than this "
                             f"napari-semiseg reads ({FORMAT_VERSION})")
     return payload
+
+
+def _verified_bytes(path: Path, expected_sha256: str | None) -> Path | io.BytesIO:
+    """The file itself, or, when its SHA-256 is known, the bytes that were checked against it.
+
+    Hashing and loading the same bytes leaves no moment in which a replaced file could slip
+    between the check and the load.
+    """
+    if expected_sha256 is None:
+        return path
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TrainingError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise TrainingError(f"{path}: differs from the weights registered for this model version "
+                            "(SHA-256 mismatch: the file was replaced or damaged); refused")
+    return io.BytesIO(data)
 
 
 def make_checkpoint(*, method, optimizer: torch.optim.Optimizer, iteration: int, config_dict: dict,
@@ -148,15 +168,23 @@ class TrainedModel:
     metrics: dict
 
 
-def load_model_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The deployed network's weights and the file's record, from a model or a checkpoint file."""
+def load_model_weights(path: str | Path, *, expected_sha256: str | None = None
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The deployed network's weights and the file's record, from a model or a checkpoint file.
+
+    Args:
+        path: the file.
+        expected_sha256: the SHA-256 a project recorded for it; a file that differs is refused.
+    """
     path = Path(path)
     try:
-        payload = _load(path, MODEL_FORMAT, "model")
+        payload = _load(path, MODEL_FORMAT, "model", expected_sha256)
         return payload["network"], payload
     except TrainingError as model_error:
+        if "SHA-256" in str(model_error):
+            raise
         try:
-            payload = _load(path, CHECKPOINT_FORMAT, "checkpoint")
+            payload = _load(path, CHECKPOINT_FORMAT, "checkpoint", expected_sha256)
         except TrainingError:
             raise model_error from None
     config = payload["config"]
@@ -165,21 +193,26 @@ def load_model_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[
     return payload["method_state"]["networks"][payload["deployed"]], record
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu", network_factory=None) -> TrainedModel:
+def load_model(path: str | Path, *, device: str | torch.device = "cpu", network_factory=None,
+               expected_sha256: str | None = None) -> TrainedModel:
     """Rebuild the trained network of a model file (or a checkpoint's deployed network).
 
     Args:
         path: ``model.pt`` / ``best_model.pt`` of a run, a project's model version file, or a
             ``checkpoint.pt``.
         device: where to put the network.
-        network_factory: builds the network from its ``NetworkSpec`` (default: the engine's).
+        network_factory: builds the network from its ``NetworkSpec`` (default: the engine's
+            registry, by the spec's name: a file never names code to run).
+        expected_sha256: the SHA-256 a project recorded for the file; a file that differs
+            is refused before anything is read from it.
 
     Raises:
-        TrainingError: the file is missing, unsafe, or its weights do not fit the network.
+        TrainingError: the file is missing, unsafe, replaced, or its weights do not fit the network.
+        CardError: the card or network spec it records is malformed or names an unknown network.
     """
-    weights, record = load_model_weights(path)
+    weights, record = load_model_weights(path, expected_sha256=expected_sha256)
     card = card_from_dict(record["card"], where=f"{path}: card")
-    spec = NetworkSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["network_spec"].items()})
+    spec = network_spec_from_dict(record["network_spec"], where=f"{path}: network_spec")
     if network_factory is None:
         from ..networks import build_network as network_factory
     network = network_factory(spec)

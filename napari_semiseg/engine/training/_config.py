@@ -97,8 +97,6 @@ class TrainConfig:
         parent_model_id: the project model version this run fine-tunes (recorded).
         init_from: a model or checkpoint file whose deployed weights initialise the trainable
             networks (fine-tuning); unlike ``resume_from`` the step restarts at 0.
-        network_factory: ``"module:callable"`` building a network from a ``NetworkSpec``;
-            None uses the engine's ``build_network``.
         log_every: an iteration event every N steps.
     """
 
@@ -129,7 +127,6 @@ class TrainConfig:
     data: DataSpec | None = None
     parent_model_id: int | None = None
     init_from: str | None = None
-    network_factory: str | None = None
     log_every: int = 1
 
     @classmethod
@@ -186,6 +183,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], where: str = "training configuration") -> "TrainConfig":
         """Rebuild a config from ``to_dict``'s output (unknown keys are an error)."""
         data = dict(data)
+        _refuse_named_code(data, where)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -226,6 +224,20 @@ class TrainConfig:
         except (OSError, json.JSONDecodeError) as exc:
             raise TrainingError(f"{path}: not a readable JSON configuration ({exc})") from None
         return cls.from_dict(data, where=str(path))
+
+
+def _refuse_named_code(data: dict[str, Any], where: str) -> None:
+    """A file never chooses code to run: networks come only from the card's registered name.
+
+    Configurations written before this rule carried ``network_factory: null``; that key is
+    dropped. One that names a ``module:callable`` is refused, never imported.
+    """
+    if "network_factory" not in data:
+        return
+    named = data.pop("network_factory")
+    if named is not None:
+        raise TrainingError(f"{where}: names code to run (network_factory {named!r}); refused: a "
+                            "network comes only from a registered name in the card's 'network'")
 
 
 __all__ = ["CONFIG_FILE", "CaseSpec", "DataSpec", "TrainConfig", "TrainingError"]

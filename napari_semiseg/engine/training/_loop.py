@@ -37,7 +37,6 @@ from ._config import CONFIG_FILE, TrainConfig, TrainingError
 from ._data import TrainingData
 from ._ddp import DistributedContext, any_rank, ddp_wrapper, gather_objects, init_distributed, shutdown
 from ._events import EVENTS_FILE, EventLog, ProgressCallback, read_events
-from ._factory import resolve_network_factory
 from ._sampling import TwoStreamSchedule, seed_sequence
 from ._schedule import build_optimizer, learning_rate, set_learning_rate
 from ._stop import StopSignal
@@ -102,8 +101,8 @@ def train(config: TrainConfig, data: TrainingData | None = None, *, progress: Pr
         progress: called with every event dict (rank 0 only), after it is written to
             ``<run_dir>/events.jsonl``.
         should_stop: polled between steps; True stops the run (weights kept).
-        network_factory: builds networks from a ``NetworkSpec``; overrides
-            ``config.network_factory`` and the engine's ``build_network``.
+        network_factory: builds networks from a ``NetworkSpec`` instead of the engine's
+            ``build_network`` (in-process callers only: a configuration file cannot name one).
         handle_signals: turn SIGTERM/SIGINT into a graceful stop (the child-process entry
             point sets it; leave it off inside applications that own their signals).
 
@@ -123,8 +122,7 @@ def train(config: TrainConfig, data: TrainingData | None = None, *, progress: Pr
         with _deterministic(config.deterministic, context.device):
             stop = StopSignal(config.run_dir, should_stop, handle_signals)
             with stop.installed():
-                run = _Run(config, data, context, events, stop,
-                           network_factory or resolve_network_factory(config.network_factory))
+                run = _Run(config, data, context, events, stop, network_factory)
                 return run.execute()
     except BaseException as exc:
         message = str(exc) if isinstance(exc, SemisegError) else f"{type(exc).__name__}: {exc}"
