@@ -9,6 +9,10 @@ once. SQLite serialises writers; what we add is:
   deferred transaction that reads first and upgrades later can fail with SQLITE_BUSY without
   the busy handler ever being called;
 - one ``RLock`` per connection, so napari worker threads can share the ``Project`` object.
+
+A damaged file (pages scribbled over, a truncated copy) makes SQLite fail only when a query
+reaches the damaged page, possibly long after opening: every query and transaction turns that
+failure into a ``ProjectError`` naming the file, never an ``sqlite3.DatabaseError``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,27 @@ BUSY_TIMEOUT_MS = 60_000
 
 def _unopenable(path: Path, error: Exception) -> ProjectError:
     return ProjectError(f"{path}: cannot open the project catalogue ({error})")
+
+
+def is_damage(error: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the file is damaged (not a busy lock, a constraint...)."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def damaged(path: Path, error: sqlite3.Error) -> ProjectError:
+    return ProjectError(f"{path}: the project catalogue is damaged ({error}); restore project.db "
+                        "from a backup (nothing here can repair it, and nothing was deleted)")
+
+
+@contextlib.contextmanager
+def _damage_as_project_error(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        if is_damage(error):
+            raise damaged(path, error) from None
+        raise
 
 
 class Database:
@@ -56,7 +81,7 @@ class Database:
             self._conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as error:
             self._conn.close()
-            raise _unopenable(self.path, error) from None
+            raise (damaged if is_damage(error) else _unopenable)(self.path, error) from None
         if mode.lower() != "wal":
             self._conn.close()
             raise ProjectError(f"{self.path}: the file system refuses SQLite's WAL mode ({mode})")
@@ -67,7 +92,7 @@ class Database:
 
     def query(self, sql: str, parameters=()) -> list[sqlite3.Row]:
         """Run a read-only statement and return all its rows."""
-        with self._lock:
+        with self._lock, _damage_as_project_error(self.path):
             return self._conn.execute(sql, parameters).fetchall()
 
     def query_one(self, sql: str, parameters=()) -> sqlite3.Row | None:
@@ -81,7 +106,7 @@ class Database:
         The lock is held from BEGIN on, so callers may write files inside the block knowing
         that no other writer (``collect_garbage`` of another process included) runs meanwhile.
         """
-        with self._lock:
+        with self._lock, _damage_as_project_error(self.path):
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as error:
@@ -89,19 +114,26 @@ class Database:
                                    "another process may hold it") from None
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # A failed COMMIT (disk full, damage) leaves the transaction open: end it too.
+                with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse even this
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def schema_version(self) -> int:
         """The catalogue's schema version (0 for a new, empty database)."""
-        with self._lock:
+        with self._lock, _damage_as_project_error(self.path):
             return schema_version(self._conn)
+
+    def application_id(self) -> int:
+        """The catalogue's ``PRAGMA application_id`` (0 when none was set)."""
+        with self._lock, _damage_as_project_error(self.path):
+            return int(self._conn.execute("PRAGMA application_id").fetchone()[0])
 
     def integrity_check(self) -> list[str]:
         """SQLite's own check plus the foreign keys; ``["ok"]`` when all is well."""
-        with self._lock:
+        with self._lock, _damage_as_project_error(self.path):
             checks = [row[0] for row in self._conn.execute("PRAGMA integrity_check")]
             dangling = self._conn.execute("PRAGMA foreign_key_check").fetchall()
         problems = [line for line in checks if line != "ok"]

@@ -30,6 +30,7 @@ from ._files import FOLDERS
 from ._labels import LabelStore
 from ._maintenance import Maintenance
 from ._models import ModelStore
+from ._ownership import APPLICATION_ID, check_catalogue_file, stamp
 from ._runs import RunStore
 from ._schema import SCHEMA_VERSION, migrate
 from ._soft_labels import SoftLabelStore
@@ -78,7 +79,8 @@ class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maint
         """Open an existing project, bringing its catalogue to the current schema.
 
         Raises:
-            ProjectError: ``folder`` does not exist, holds no project, or a damaged catalogue.
+            ProjectError: ``folder`` does not exist or holds no project; its catalogue is empty,
+                another program's database, or damaged (nothing is written to it then).
         """
         root = Path(folder).expanduser().resolve()
         if not root.is_dir():
@@ -86,6 +88,7 @@ class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maint
         if not (root / DB_NAME).is_file():
             raise ProjectError(f"{root}: is not a napari-semiseg project (no {DB_NAME}); "
                                f"create one with `semiseg init {root}`")
+        check_catalogue_file(root / DB_NAME)
         return cls._connect(root)
 
     @classmethod
@@ -95,6 +98,9 @@ class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maint
             if db.schema_version() != SCHEMA_VERSION:
                 with db.write() as conn:
                     migrate(conn, str(root))
+                    stamp(conn)
+            elif db.application_id() != APPLICATION_ID:
+                _stamp_if_writable(db)
         except sqlite3.DatabaseError as error:
             db.close()
             raise ProjectError(f"{root / DB_NAME}: not a readable project catalogue "
@@ -153,3 +159,15 @@ class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maint
     def integrity_check(self) -> list[str]:
         """SQLite's integrity and foreign-key checks: ``["ok"]`` or the problems found."""
         return self._db.integrity_check()
+
+
+def _stamp_if_writable(db: Database) -> None:
+    """Mark an earlier release's catalogue (already recognised as ours) with our application id.
+
+    A read-only project still opens: it is recognised by its tables again next time.
+    """
+    try:
+        with db.write() as conn:
+            stamp(conn)
+    except ProjectError:
+        pass
