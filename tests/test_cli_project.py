@@ -143,7 +143,7 @@ def test_check_finds_a_damaged_label_and_collects_garbage(tmp_path, volumes):
     leftover = gold.path.with_name(".gold-x.123.part.nii.gz")
     leftover.write_bytes(b"half")
     cleaned = semiseg("check", root, "--collect-garbage")
-    assert "removed 1 leftover file" in cleaned.stdout and not leftover.exists()
+    assert "moved 1 file no catalogue row names to" in cleaned.stdout and not leftover.exists()
     gold.path.write_bytes(b"damaged")
     damaged = semiseg("check", root)
     assert damaged.returncode == 1 and "differs from the recorded SHA-256" in damaged.stdout

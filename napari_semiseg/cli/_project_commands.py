@@ -172,23 +172,37 @@ def _case_dict(case: CaseSummary) -> dict:
 
 def _register_check(subparsers) -> None:
     parser = subparsers.add_parser(
-        "check", help="verify a project's catalogue and files; optionally remove leftovers",
+        "check", help="verify a project's catalogue and files; optionally put leftovers aside",
         description="Check the catalogue (SQLite integrity, foreign keys) and that every label "
                     "and model file exists with its recorded SHA-256. Exit status 1 when a "
-                    "problem is found.")
+                    "problem is found, 2 when the catalogue is empty, not ours or damaged.")
     add_project_argument(parser)
     parser.add_argument("--collect-garbage", action="store_true",
-                        help="also remove files no catalogue row names (left by a killed process)")
+                        help="also move files no catalogue row names (left by a killed process) "
+                             "to the project's trash/ folder; nothing is deleted. Refused when the "
+                             "catalogue is damaged, or names nothing while the project holds files")
+    parser.add_argument("--empty-trash", action="store_true",
+                        help="delete for good what --collect-garbage moved to trash/")
     parser.set_defaults(handler=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
         if args.collect_garbage:
-            removed = project.collect_garbage()
-            print(f"removed {len(removed)} leftover file{'s' if len(removed) != 1 else ''}")
+            moved = project.collect_garbage()
+            print(f"moved {_files(len(moved))} no catalogue row names to {project.trash_folder}")
+        if args.empty_trash:
+            print(f"deleted {_files(len(project.empty_trash()))} from the trash")
         problems = project.check()
+        in_trash = len(project.trash_files())
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found")
+    if in_trash:  # not a problem: what garbage collection put aside, kept until asked
+        print(f"the trash holds {_files(in_trash)}; `semiseg check {project.root} --empty-trash` "
+              "deletes them")
     return 1 if problems else 0
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'s' if count != 1 else ''}"

@@ -134,8 +134,13 @@ class Database:
     def integrity_check(self) -> list[str]:
         """SQLite's own check plus the foreign keys; ``["ok"]`` when all is well."""
         with self._lock, _damage_as_project_error(self.path):
-            checks = [row[0] for row in self._conn.execute("PRAGMA integrity_check")]
             dangling = self._conn.execute("PRAGMA foreign_key_check").fetchall()
-        problems = [line for line in checks if line != "ok"]
+            problems = self.damage_found()
         problems += [f"foreign key: {tuple(row)}" for row in dangling]
         return problems or ["ok"]
+
+    def damage_found(self) -> list[str]:
+        """What SQLite's ``integrity_check`` finds wrong with the file's pages; empty when none."""
+        with self._lock, _damage_as_project_error(self.path):
+            checks = [row[0] for row in self._conn.execute("PRAGMA integrity_check")]
+        return [line for line in checks if line != "ok"]

@@ -57,12 +57,17 @@ class Maintenance:
         """Delete for good what garbage collection moved to the trash; returns the files deleted."""
         with self._db.write():  # not while another process's garbage collection fills it
             files = self.trash_files()
-            shutil.rmtree(self.root / TRASH, ignore_errors=True)
+            shutil.rmtree(self.trash_folder, ignore_errors=True)
         return files
+
+    @property
+    def trash_folder(self) -> Path:
+        """Where garbage collection moves what it takes away: ``<time>/<its path in the project>``."""
+        return self.root / TRASH
 
     def trash_files(self) -> list[Path]:
         """The files garbage collection moved to the trash, oldest collection first."""
-        folder = self.root / TRASH
+        folder = self.trash_folder
         return sorted(path for path in folder.rglob("*") if not path.is_dir()) if folder.is_dir() else []
 
     def _refuse_untrusted_catalogue(self) -> None:
@@ -93,7 +98,15 @@ class Maintenance:
         Checks the catalogue (SQLite integrity, foreign keys), that every label version, soft
         label and model version file exists with the recorded SHA-256, and that every image
         exists.
+
+        Raises:
+            ProjectError: the catalogue file is damaged: what it lists cannot be trusted.
         """
+        damage = self._db.damage_found()
+        if damage:
+            raise ProjectError(f"{self._db.path}: the project catalogue is damaged ({damage[0]}"
+                               f"{f' and {len(damage) - 1} more' if len(damage) > 1 else ''}); "
+                               "restore project.db from a backup")
         problems = [p for p in self.integrity_check() if p != "ok"]
         for version in self.label_versions():
             problems += _file_problem(version.path, version.sha256,
