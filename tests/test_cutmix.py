@@ -1,5 +1,5 @@
 """CrossMatch's 3-D CutMix boxes: inside the patch, of the requested volume, pasted where they
-say; and the official code's axis mix-up reproduced on demand ("bug-compatible")."""
+say ("within-patch"); and the official code's axis mix-up, the published recipe's layout ("official")."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ CPU_SMALL_PATCH = (32, 48, 48)
 LA_PATCH = (80, 112, 112)  # the papers' 112×112×80 (x, y, z) in our (z, y, x)
 PATCHES = [CPU_SMALL_PATCH, LA_PATCH, (16, 24, 24), (16, 64, 32)]
 SEEDS = range(400)
+WITHIN_PATCH = CutMixSettings(probability=1.0, placement="within-patch")
 
 
 def boxes(patch, settings, seeds=SEEDS):
@@ -25,20 +26,20 @@ def extents(box):
 
 
 @pytest.mark.parametrize("patch", PATCHES)
-def test_correct_boxes_always_lie_inside_the_patch(patch):
-    for box in boxes(patch, CutMixSettings(probability=1.0)):
+def test_within_patch_boxes_always_lie_inside_the_patch(patch):
+    for box in boxes(patch, WITHIN_PATCH):
         assert box.shape == (3, 2) and box.dtype == np.int64
         for (start, stop), side in zip(box, patch):
             assert 0 <= start < stop <= side
 
 
 @pytest.mark.parametrize("patch", [CPU_SMALL_PATCH, LA_PATCH])
-def test_correct_boxes_have_the_requested_volume(patch):
+def test_within_patch_boxes_have_the_requested_volume(patch):
     """Edges are ⌊·⌋ of exact edges whose product is V ∈ [0.02, 0.4]·N: so the box has at most
     0.4·N voxels, and growing each edge by one voxel reaches at least 0.02·N."""
     n = np.prod(patch)
     fractions = []
-    for box in boxes(patch, CutMixSettings(probability=1.0)):
+    for box in boxes(patch, WITHIN_PATCH):
         d, h, w = extents(box)
         assert d * h * w <= 0.4 * n
         assert (d + 1) * (h + 1) * (w + 1) >= 0.02 * n
@@ -49,17 +50,17 @@ def test_correct_boxes_have_the_requested_volume(patch):
 
 def test_box_edges_follow_the_aspect_ratio_per_axis():
     """d = ⌊V^⅓⌋ along z, h = ⌊(V·r)^⅓⌋ along y, w = ⌊(V/r)^⅓⌋ along x: so h·w ≈ d², and the
-    correct placement keeps that order of the axes."""
-    draw = draw_box(LA_PATCH, np.random.default_rng(3), CutMixSettings(probability=1.0))
+    within-patch placement keeps that order of the axes."""
+    draw = draw_box(LA_PATCH, np.random.default_rng(3), WITHIN_PATCH)
     d, h, w = draw.edges
     assert abs(h * w - d * d) <= 2 * (h + w + d)
-    assert extents(place_box(draw, LA_PATCH, "correct")) == [d, h, w]
+    assert extents(place_box(draw, LA_PATCH, "within-patch")) == [d, h, w]
 
 
-def test_correct_boxes_reach_every_position_including_the_far_border():
+def test_within_patch_boxes_reach_every_position_including_the_far_border():
     touches_far = [False, False, False]
     touches_near = [False, False, False]
-    for box in boxes((16, 24, 24), CutMixSettings(probability=1.0), range(600)):
+    for box in boxes((16, 24, 24), WITHIN_PATCH, range(600)):
         for axis, ((start, stop), side) in enumerate(zip(box, (16, 24, 24))):
             touches_far[axis] |= stop == side
             touches_near[axis] |= start == 0
@@ -67,13 +68,13 @@ def test_correct_boxes_reach_every_position_including_the_far_border():
 
 
 def test_a_box_comes_with_the_requested_probability():
-    drawn = [extents(b)[0] > 0 for b in boxes(CPU_SMALL_PATCH, CutMixSettings(probability=0.5), range(2000))]
+    drawn = [extents(b)[0] > 0 for b in boxes(CPU_SMALL_PATCH, CutMixSettings(probability=0.5, placement="within-patch"), range(2000))]
     assert 0.45 < np.mean(drawn) < 0.55
-    assert not any(extents(b)[0] for b in boxes(CPU_SMALL_PATCH, CutMixSettings(probability=0.0), range(50)))
+    assert not any(extents(b)[0] for b in boxes(CPU_SMALL_PATCH, CutMixSettings(probability=0.0, placement="within-patch"), range(50)))
 
 
 def test_the_same_generator_state_gives_the_same_box():
-    settings = CutMixSettings(probability=1.0)
+    settings = WITHIN_PATCH
     assert np.array_equal(cutmix_box(LA_PATCH, np.random.default_rng(9), settings),
                           cutmix_box(LA_PATCH, np.random.default_rng(9), settings))
 
@@ -98,28 +99,28 @@ def mask_of(box, patch) -> np.ndarray:
     BoxDraw(edges=(40, 50, 20), starts=(10, 20, 85)),   # x range beyond Z: empty box
     BoxDraw(edges=(70, 60, 100), starts=(5, 40, 2)),
 ])
-def test_bug_compatible_placement_reproduces_the_official_axis_mix_up(draw):
-    box = place_box(draw, LA_PATCH, "bug-compatible")
+def test_official_placement_reproduces_the_official_axis_mix_up(draw):
+    box = place_box(draw, LA_PATCH, "official")
     assert np.array_equal(mask_of(box, LA_PATCH), official_layout_mask(draw, LA_PATCH))
 
 
-def test_bug_compatible_boxes_are_truncated_or_empty_on_the_la_patch():
+def test_official_boxes_are_truncated_or_empty_on_the_la_patch():
     """Drawn boxes (with the official exclusive bounds) lose voxels when their x start lands
     near or beyond Z = 80, and sometimes vanish although the coin said "box"."""
-    settings = CutMixSettings(probability=1.0, placement="bug-compatible")
+    settings = CutMixSettings(probability=1.0, placement="official")
     n = np.prod(LA_PATCH)
     empty = truncated = 0
     for seed in range(400):
         draw = draw_box(LA_PATCH, np.random.default_rng(seed), settings)
-        box = place_box(draw, LA_PATCH, "bug-compatible")
+        box = place_box(draw, LA_PATCH, "official")
         assert np.array_equal(mask_of(box, LA_PATCH), official_layout_mask(draw, LA_PATCH))
         volume = np.prod(extents(box))
         empty += volume == 0
         truncated += 0 < volume < np.prod(draw.edges)
         assert volume <= 0.4 * n
     assert empty > 0 and truncated > 0
-    correct = [np.prod(extents(b)) for b in boxes(LA_PATCH, CutMixSettings(probability=1.0))]
-    assert min(correct) > 0
+    within_patch = [np.prod(extents(b)) for b in boxes(LA_PATCH, WITHIN_PATCH)]
+    assert min(within_patch) > 0
 
 
 def test_box_masks_match_the_ranges_and_paste_takes_only_the_box_from_the_source():

@@ -12,13 +12,16 @@ w = ⌊(V/r)^⅓⌋ along x (so d·h·w ≤ V); otherwise an empty box.
 
 Two placements:
 
-- ``"correct"`` (default): each edge capped at the patch side, the start uniform over every
-  position that keeps the box inside the patch.
-- ``"bug-compatible"``: the official code's layout. It draws the starts on a patch it believes
-  is ordered (x, y, z) = (X, Y, Z) with an exclusive upper bound (start < side − edge, so the
-  box never touches the far border), then writes the z range on the x axis and the x range on
-  the z axis. In our (z, y, x) arrays: the z axis receives the x range [x0, x0 + w), cut at
-  Z (empty when x0 ≥ Z), and the x axis receives the z range [z0, z0 + d).
+- ``"official"`` (default, the published recipe): the official code's layout. It draws the
+  starts on a patch it believes is ordered (x, y, z) = (X, Y, Z) with an exclusive upper bound
+  (start < side − edge, so the box never touches the far border), then writes the z range on
+  the x axis and the x range on the z axis. In our (z, y, x) arrays: the z axis receives the x
+  range [x0, x0 + w), cut at Z (empty when x0 ≥ Z), and the x axis receives the z range
+  [z0, z0 + d). On the LA patch its boxes are smaller (about 22% less volume) and never
+  reach x ≥ 80. Formerly called ``"bug-compatible"`` (still accepted).
+- ``"within-patch"``: what the paper's text describes: each edge capped at the patch side,
+  the start uniform over every position that keeps the box inside the patch, edges along
+  the axes they were drawn for. Formerly called ``"correct"`` (still accepted).
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-CUTMIX_PLACEMENTS = ("correct", "bug-compatible")
+CUTMIX_PLACEMENTS = ("official", "within-patch")
+#: Earlier names of the placements, still accepted in method parameters and recorded configs.
+CUTMIX_PLACEMENT_ALIASES = {"bug-compatible": "official", "correct": "within-patch"}
+
+
+def placement_name(name: str) -> str:
+    """The current name of a placement given by its current or earlier name (else unchanged)."""
+    return CUTMIX_PLACEMENT_ALIASES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -41,14 +51,15 @@ class CutMixSettings:
         probability: chance that a sample gets a box (else an empty one).
         min_volume, max_volume: the box volume as a fraction of the patch's voxels.
         min_ratio: the aspect ratio r is uniform in [min_ratio, 1/min_ratio].
-        placement: one of ``CUTMIX_PLACEMENTS`` (see the module docstring).
+        placement: one of ``CUTMIX_PLACEMENTS`` or an earlier name of one (see the module
+            docstring).
     """
 
     probability: float = 0.5
     min_volume: float = 0.02
     max_volume: float = 0.4
     min_ratio: float = 0.3
-    placement: str = "correct"
+    placement: str = "official"
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,7 @@ def draw_box(patch: Sequence[int], rng: np.random.Generator, settings: CutMixSet
     volume = rng.uniform(settings.min_volume, settings.max_volume) * float(np.prod(patch))
     ratio = rng.uniform(settings.min_ratio, 1.0 / settings.min_ratio)
     edges = box_edges(volume, ratio)
-    if settings.placement == "bug-compatible":
+    if placement_name(settings.placement) == "official":
         # The official bound is exclusive (start < side − edge); an edge as long as the side
         # would crash there, so cap it one voxel short.
         edges = tuple(min(e, s - 1) for e, s in zip(edges, patch))
@@ -92,7 +103,7 @@ def draw_box(patch: Sequence[int], rng: np.random.Generator, settings: CutMixSet
     return BoxDraw(edges, starts)
 
 
-def place_box(draw: BoxDraw | None, patch: Sequence[int], placement: str = "correct") -> np.ndarray:
+def place_box(draw: BoxDraw | None, patch: Sequence[int], placement: str = "official") -> np.ndarray:
     """The voxel ranges of a drawn box in a (Z, Y, X) patch.
 
     Returns:
@@ -102,7 +113,7 @@ def place_box(draw: BoxDraw | None, patch: Sequence[int], placement: str = "corr
     if draw is None:
         return empty_box()
     ranges = [(s, s + e) for s, e in zip(draw.starts, draw.edges)]
-    if placement == "bug-compatible":
+    if placement_name(placement) == "official":
         ranges = [ranges[2], ranges[1], ranges[0]]  # z and x ranges swap axes (module docstring)
     box = empty_box()
     for axis, ((start, stop), side) in enumerate(zip(ranges, patch)):
@@ -147,5 +158,5 @@ def paste_boxes(image: Tensor, source: Tensor, masks: Tensor) -> Tensor:
     return torch.where(masks[:, None], source, image)
 
 
-__all__ = ["BoxDraw", "CUTMIX_PLACEMENTS", "CutMixSettings", "box_edges", "box_masks", "cutmix_box", "draw_box",
-           "empty_box", "paste_boxes", "place_box"]
+__all__ = ["BoxDraw", "CUTMIX_PLACEMENTS", "CUTMIX_PLACEMENT_ALIASES", "CutMixSettings", "box_edges", "box_masks", "cutmix_box", "draw_box",
+           "empty_box", "paste_boxes", "place_box", "placement_name"]

@@ -10,12 +10,16 @@ The heads (``PrototypeHeads``), trained with the network:
 - per class c, a feature selector and a memory selector: Linear(32→32)–BN1d–LeakyReLU(0.2)–
   Linear(32→1), whose sigmoid is an attention weight.
 
-Memory (rebuilt every step, never carried over): the labelled voxels the network predicts
-correctly *as foreground*, projected by the projection head in eval mode without gradient;
-per class, when there are more than ``size`` of them, they are ranked by
-sigmoid(feature selector) and the ``size`` **lowest**-ranked are kept (the official code
-sorts ascending and keeps the head of the list, despite its comment "highest rankings";
-``keep="highest"`` is the paper's "top-K highest-scoring"). Class 0 never has a memory.
+Memory, updated every step: the labelled voxels the network predicts correctly *as
+foreground*, projected by the projection head in eval mode without gradient; per class, when
+there are more than ``size`` of them, they are ranked by sigmoid(feature selector) and the
+``size`` **lowest**-ranked are kept (the official code sorts ascending and keeps the head of
+the list, despite its comment "highest rankings"; ``keep="highest"`` is the paper's "top-K
+highest-scoring"). A class with no such voxel this step keeps the vectors of the last step
+that had some (``PrototypeMemory``, the official ``feature_memory.py``: one ``FeatureMemory``
+for the whole run, a class overwritten only when it has candidates); until its first, it has
+none. Class 0 never has a memory. The memory is not saved in checkpoints: a resumed run starts
+with an empty one, as an official run does.
 
 Loss of one stream (labelled voxels with their labels, or unlabelled voxels with argmax
 pseudo-labels), with f = prediction(projection(embedding)) in train mode:
@@ -125,6 +129,26 @@ def class_separation_loss(features: Tensor, labels: Tensor, memory: Memory, feat
     return loss / num_classes
 
 
+class PrototypeMemory:
+    """The per-class prototypes carried from step to step (the official ``FeatureMemory``).
+
+    Args:
+        num_classes: K; every class starts without a memory.
+    """
+
+    def __init__(self, num_classes: int):
+        self.banks: list[Tensor | None] = [None] * num_classes
+
+    def update(self, selected: Memory) -> list[Tensor | None]:
+        """Replace each class that has new prototypes, keep the others; returns the memory now.
+
+        Args:
+            selected: this step's ``select_prototypes`` output (None: no candidate of that class).
+        """
+        self.banks = [old if new is None else new for new, old in zip(selected, self.banks)]
+        return list(self.banks)
+
+
 class PrototypeHeads(nn.Module):
     """The trainable heads of SS-Net's class separation; see the module docstring.
 
@@ -185,5 +209,5 @@ class PrototypeHeads(nn.Module):
         return select_prototypes(projected, labels, self.num_classes, self.feature_selectors, size=size, keep=keep)
 
 
-__all__ = ["MEMORY_WEIGHTINGS", "PROTOTYPE_KEEP", "PrototypeHeads", "class_separation_loss", "correct_foreground",
+__all__ = ["MEMORY_WEIGHTINGS", "PROTOTYPE_KEEP", "PrototypeHeads", "PrototypeMemory", "class_separation_loss", "correct_foreground",
            "select_prototypes", "voxel_vectors"]

@@ -10,11 +10,13 @@ from the numpy generator the data pipeline gives each sample, so a view is a pur
   total degree ≤ ``bias_order`` in coordinates spanning [−1, 1] along each axis, each
   coefficient uniform in [−bias_coefficient, bias_coefficient] (torchio's defaults: order 3,
   0.5).
-- **Gamma**: γ = exp(U(−log_gamma, log_gamma)); each channel is min-max normalised to [0, 1],
-  raised to γ and mapped back to its own range (the intensities here are z-scores, which a
-  power of negative numbers would not survive).
+- **Gamma**: γ = exp(U(−log_gamma, log_gamma)), applied as torchio does to the z-scored
+  image: sign(I)·|I|^γ (no rescaling to [0, 1] first, which would move a strong view about
+  2.4× further from its weak view than the official one).
 - **Blur**: a separable Gaussian with one standard deviation per axis, uniform in
-  [blur_min_std, blur_max_std] voxels, kernel radius ⌈3σ⌉, borders replicated.
+  [blur_min_std, blur_max_std] voxels, as ``scipy.ndimage.gaussian_filter`` computes it (what
+  torchio calls): kernel radius ``int(4σ + 0.5)``, borders reflected with the edge voxel
+  repeated (scipy's mode "reflect": d c b a | a b c d).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BLUR_TRUNCATE = 3.0
+#: Kernel radius in standard deviations: scipy.ndimage.gaussian_filter's default ``truncate``.
+BLUR_TRUNCATE = 4.0
 
 
 @dataclass(frozen=True)
@@ -82,26 +85,21 @@ def bias_field(shape: Sequence[int], coefficients: Sequence[float], order: int) 
 
 
 def apply_gamma(image: Tensor, gamma: float) -> Tensor:
-    """Each channel min-max normalised to [0, 1], raised to ``gamma``, mapped back to its range.
+    """torchio's gamma on signed intensities: sign(I)·|I|^γ, voxel by voxel.
 
     Args:
-        image: (C, Z, Y, X) float.
+        image: (C, Z, Y, X) float (z-scores: negative values keep their sign).
         gamma: positive exponent.
 
     Returns:
-        (C, Z, Y, X), same range per channel; a constant channel is returned unchanged.
+        (C, Z, Y, X); 0, 1 and −1 are fixed points.
     """
-    flat = image.reshape(image.shape[0], -1)
-    low = flat.min(dim=1).values.view(-1, 1, 1, 1)
-    span = (flat.max(dim=1).values.view(-1, 1, 1, 1) - low)
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    normalised = ((image - low) / safe).clamp(0.0, 1.0)
-    return torch.where(span > 0, normalised ** gamma * safe + low, image)
+    return torch.sign(image) * image.abs() ** gamma
 
 
 def gaussian_kernel(std: float) -> Tensor:
-    """A normalised 1-D Gaussian of radius ⌈3·std⌉ (float32)."""
-    radius = max(1, int(math.ceil(BLUR_TRUNCATE * std)))
+    """A normalised 1-D Gaussian of radius ``int(4·std + 0.5)`` (float32), scipy's kernel."""
+    radius = int(BLUR_TRUNCATE * std + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (offsets / std) ** 2)
     return kernel / kernel.sum()
@@ -115,7 +113,8 @@ def gaussian_blur(image: Tensor, stds: Sequence[float]) -> Tensor:
         stds: three positive standard deviations in voxels.
 
     Returns:
-        (C, Z, Y, X) blurred image (borders replicated, so a constant image stays constant).
+        (C, Z, Y, X) blurred image (borders reflected as scipy's "reflect", so a constant
+        image stays constant).
     """
     out = image
     for axis, std in enumerate(stds):
@@ -125,9 +124,21 @@ def gaussian_blur(image: Tensor, stds: Sequence[float]) -> Tensor:
         # faster on CPUs than a conv3d with a k×1×1 kernel.
         moved = out.movedim(1 + axis, -1)
         rows = moved.reshape(-1, 1, moved.shape[-1])
-        rows = F.conv1d(F.pad(rows, (radius, radius), mode="replicate"), kernel.view(1, 1, -1))
+        padded = rows.index_select(-1, reflected_indices(rows.shape[-1], radius, rows.device))
+        rows = F.conv1d(padded, kernel.view(1, 1, -1))
         out = rows.reshape(moved.shape).movedim(-1, 1 + axis)
     return out.contiguous()
+
+
+def reflected_indices(size: int, radius: int, device=None) -> Tensor:
+    """Indices of a row of ``size`` padded by ``radius`` on each side, scipy's "reflect" mode.
+
+    The row continues mirrored about its edge *including* the edge voxel (d c b a | a b c d |
+    d c b a), periodically with period 2·size, so any radius works (torch's own "reflect"
+    leaves the edge voxel out, and neither of its modes covers a radius past the row).
+    """
+    position = torch.arange(-radius, size + radius, device=device) % (2 * size)
+    return torch.where(position < size, position, 2 * size - 1 - position)
 
 
 def strong_view(image: np.ndarray, rng: np.random.Generator, settings: StrongAugmentation) -> np.ndarray:
@@ -153,4 +164,4 @@ def strong_view(image: np.ndarray, rng: np.random.Generator, settings: StrongAug
 
 
 __all__ = ["StrongAugmentation", "apply_gamma", "bias_field", "gaussian_blur", "gaussian_kernel",
-           "monomial_exponents", "strong_view"]
+           "monomial_exponents", "reflected_indices", "strong_view"]

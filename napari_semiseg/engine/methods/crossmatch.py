@@ -55,7 +55,8 @@ from ._base import Batch, Method, MethodError, NetworkFactory, StepInfo
 from ._crossmatch_losses import (LOSS_WEIGHTINGS, THRESHOLD_MODES, HardTargets, confidence_threshold,
                                  decoder_distillation_loss, distillation_loss, image_perturbation_loss,
                                  teacher_distillation_loss, total_loss)
-from ._cutmix import CUTMIX_PLACEMENTS, CutMixSettings, box_masks, cutmix_box, paste_boxes
+from ._cutmix import (CUTMIX_PLACEMENT_ALIASES, CUTMIX_PLACEMENTS, CutMixSettings, box_masks, cutmix_box,
+                      paste_boxes, placement_name)
 from ._feature_dropout import FeatureDropoutStack, split_stacked
 from ._losses import dice_and_cross_entropy
 from ._registry import register_method
@@ -102,7 +103,10 @@ class CrossMatchParams:
         cutmix_probability: chance of a CutMix box per sample and view (0.5).
         cutmix_min_volume, cutmix_max_volume: box volume range as a fraction of the patch.
         cutmix_min_ratio: aspect ratio range [min, 1/min] (0.3).
-        cutmix_box: ``"correct"`` or ``"bug-compatible"`` (the official axis mix-up).
+        cutmix_box: ``"official"`` (the official code's box layout, the published recipe) or
+            ``"within-patch"`` (the paper text's box, anywhere inside the patch); see
+            ``_cutmix``. The earlier names ``"bug-compatible"`` and ``"correct"`` are accepted
+            and recorded under the current ones.
         bias_gamma_probability, blur_probability: of the strong views' operations (0.8, 0.5).
         bias_order, bias_coefficient: polynomial degree and coefficient range of the bias field.
         log_gamma: log γ range ±0.5.
@@ -123,7 +127,7 @@ class CrossMatchParams:
     cutmix_min_volume: float = 0.02
     cutmix_max_volume: float = 0.4
     cutmix_min_ratio: float = 0.3
-    cutmix_box: str = "correct"
+    cutmix_box: str = "official"
     bias_gamma_probability: float = 0.8
     blur_probability: float = 0.5
     bias_order: int = 3
@@ -138,8 +142,8 @@ def resolve_params(params: CrossMatchParams) -> CrossMatchParams:
     defaults = dict(VARIANT_SETTINGS[params.variant])
     if params.threshold_mode == "paper":
         defaults["tau"] = PAPER_TAU
-    return dataclasses.replace(params, **{name: value for name, value in defaults.items()
-                                          if getattr(params, name) is None})
+    return dataclasses.replace(params, cutmix_box=placement_name(params.cutmix_box),
+                               **{name: value for name, value in defaults.items() if getattr(params, name) is None})
 
 
 @register_method
@@ -157,7 +161,8 @@ class CrossMatch(Method):
 
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "variant": VARIANTS, "threshold_mode": THRESHOLD_MODES, "loss_weighting": LOSS_WEIGHTINGS,
-        "teacher_mode": TEACHER_MODES, "dkd_targets": DKD_TARGETS, "cutmix_box": CUTMIX_PLACEMENTS}
+        "teacher_mode": TEACHER_MODES, "dkd_targets": DKD_TARGETS,
+        "cutmix_box": (*CUTMIX_PLACEMENTS, *CUTMIX_PLACEMENT_ALIASES)}
 
     def __init__(self, card, params: Any = None, *, network_factory: NetworkFactory | None = None):
         super().__init__(card, params, network_factory=network_factory)

@@ -7,7 +7,8 @@ One step on a batch of B_l labelled + B_u unlabelled patches (the official
 1. ``logits, embedding = model(x)`` in train mode (embedding: the last decoder feature map,
    after its dropout); P = softmax(logits).
 2. Memory: the labelled voxels predicted correctly as foreground, projected (eval mode, no
-   gradient), at most 32 per class kept by the selector ranking (``_prototypes``).
+   gradient), at most 32 per class kept by the selector ranking (``_prototypes``); a class
+   without any this step keeps its previous step's prototypes (the official memory).
 3. L_c,lab on every labelled voxel with its label, L_c,unlab on every unlabelled voxel with
    its argmax pseudo-label (no confidence threshold).
 4. L_sup = plain-binary Dice of the foreground channel on the labelled half (the
@@ -46,7 +47,8 @@ from torch import Tensor, nn
 from ._base import Batch, Method, MethodError, NetworkFactory, StepInfo
 from ._consistency import ramped_weight
 from ._losses import foreground_dice_loss
-from ._prototypes import MEMORY_WEIGHTINGS, PROTOTYPE_KEEP, PrototypeHeads, correct_foreground, voxel_vectors
+from ._prototypes import (MEMORY_WEIGHTINGS, PROTOTYPE_KEEP, PrototypeHeads, PrototypeMemory, correct_foreground,
+                          voxel_vectors)
 from ._registry import register_method
 from ._vat import virtual_adversarial_loss
 
@@ -116,6 +118,10 @@ class SSNet(Method):
     deployed_network_name = "model"
     #: SS-Net's test script keeps the largest connected component (26-connected) by default.
     postprocess_largest_component = True
+
+    def __init__(self, card, params: Any = None, *, network_factory: NetworkFactory | None = None):
+        super().__init__(card, params, network_factory=network_factory)
+        self.prototype_memory = PrototypeMemory(card.network.num_classes)
 
     @classmethod
     def check_params(cls, params: SSNetParams) -> None:
@@ -187,8 +193,8 @@ class SSNet(Method):
         heads = self.net("heads")
         lab_vectors, lab_labels = voxel_vectors(embedding[:n_lab]), labels.reshape(-1)
         correct = correct_foreground(prediction[:n_lab].reshape(-1), lab_labels)
-        memory = self.network("heads").build_memory(lab_vectors[correct], lab_labels[correct],
-                                                    size=p.memory_size, keep=p.prototype_selection)
+        memory = self.prototype_memory.update(self.network("heads").build_memory(
+            lab_vectors[correct], lab_labels[correct], size=p.memory_size, keep=p.prototype_selection))
         losses = []
         streams = [(lab_vectors, lab_labels)]
         if embedding.shape[0] > n_lab:
