@@ -3,7 +3,8 @@
 PLC-KD reads its teacher's soft labels from a *project* (``method_params["project"]``), while
 the LA benchmarks feed the trainer in-memory volumes. ``build_teacher_project`` bridges the two:
 it writes each training case exactly as the trainer sees it (``read_la_case(path, downsample)``:
-same voxels, same spacing) as a NIfTI image into a new project under the same case id, the
+same voxels, same spacing) as a NIfTI image (at full resolution: the h5 file itself, which keeps
+``Volume.zscored``) into a new project under the same case id, the
 first ``n_labeled`` with their gold label, then registers the teacher's model file and stores
 its hard + soft labels of every case through the engine's pseudo-labelling API, as the CLI and
 the Pseudo-label panel would. PLC-KD then corrects the labelled cases' soft labels against
@@ -35,10 +36,17 @@ def add_la_cases(project, cases: Sequence[tuple[str, Path]], n_labeled: int, dow
     with tempfile.TemporaryDirectory(dir=project.root.parent) as scratch:
         for index, (case_id, path) in enumerate(cases):
             image, label, spacing = read_la_case(path, downsample)
-            # Uncompressed: the distillation sampler reads these files back during training.
-            image_file = write_volume(Path(scratch) / f"{case_id}.nii", Volume.from_array(image, spacing=spacing))
             labelled = index < n_labeled
-            project.add_case(case_id, image_file, split=labelled_split if labelled else "unlabelled", copy=True)
+            split = labelled_split if labelled else "unlabelled"
+            if downsample == 1:
+                # The h5 file itself: a NIfTI copy would lose ``Volume.zscored``, and la-vnet's
+                # zscore-once would then z-score these cases but not the trainer's own.
+                project.add_case(case_id, path, split=split)
+            else:
+                # Uncompressed: the distillation sampler reads these files back during training.
+                image_file = write_volume(Path(scratch) / f"{case_id}.nii",
+                                          Volume.from_array(image, spacing=spacing))
+                project.add_case(case_id, image_file, split=split, copy=True)
             if labelled:
                 project.save_label(case_id, label, "gold", note=f"{path}, downsampled {downsample}x in-plane")
 

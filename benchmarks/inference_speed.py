@@ -76,7 +76,7 @@ def run(shared_data, *, cases: int = 3, checkpoint: str | None = None, downsampl
     rows = []
     for case_id, path in chosen:
         image, label, spacing = read_la_case(path, downsample)
-        volume = Volume.from_array(image, spacing=spacing)
+        volume = Volume.from_array(image, spacing=spacing, zscored=True)
         dense = predict_volume(model.network, volume, card, device="cpu", stride=stride)
         dense_dice = _dice(dense.labels, label)
         for overlap in overlaps:

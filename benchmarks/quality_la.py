@@ -80,7 +80,8 @@ class LALoader:
     def __call__(self):
         from napari_semiseg.engine.training import LoadedCase
         image, label, spacing = read_la_case(Path(self.path), self.downsample)
-        return LoadedCase(image, spacing, label if self.with_label else None)
+        # Block means of a whole-scan z-score still are one (la-vnet's zscore-once keeps them).
+        return LoadedCase(image, spacing, label if self.with_label else None, zscored=True)
 
 
 def source(case: tuple[str, Path], downsample: int, labeled: bool):
@@ -174,7 +175,8 @@ def evaluate_run(run_dir: Path, eval_cases, downsample: int, device: str) -> lis
     rows = []
     for case_id, path in eval_cases:
         image, label, spacing = read_la_case(path, downsample)
-        prediction = predict_volume(model.network, Volume.from_array(image, spacing=spacing), model.card, device=device)
+        prediction = predict_volume(model.network, Volume.from_array(image, spacing=spacing, zscored=True), model.card,
+                                    device=device)
         metrics = evaluate_case(prediction.labels, label, spacing, classes=[1], case_id=case_id)
         rows.append({"case": case_id, "dice": metrics.dice, "jaccard": metrics.jaccard, "hd95_vox": metrics.hd95,
                      "asd_vox": metrics.asd, "hd95_mm": metrics.hd95_mm, "asd_mm": metrics.asd_mm})

@@ -47,7 +47,7 @@ def test_la_card_follows_the_la_papers_protocol():
     assert (net.name, net.base_filters, net.normalization, net.dropout, net.dropout_rate, net.num_classes) == (
         "vnet", 16, "batchnorm", True, 0.5, 2)
     assert card.patch_size == (80, 112, 112)  # the papers' 112×112×80 in (x, y, z)
-    assert card.preprocessing.intensity == "zscore"
+    assert card.preprocessing.intensity == "zscore-once"  # mri_norm2.h5 as stored (test_fidelity)
     assert (card.inference.stride, card.inference.blending) == ((4, 18, 18), "constant")
     t = card.training
     assert (t.optimizer, t.lr, t.momentum, t.weight_decay) == ("sgd", 0.01, 0.9, 1e-4)

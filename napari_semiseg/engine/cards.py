@@ -31,7 +31,7 @@ class CardError(SemisegError):
 #: a card's patch can be checked without building the network).
 DEFAULT_LEVELS = {"vnet": 5, "unet-small": 3}
 NORMALIZATIONS = ("batchnorm", "instancenorm", "none")
-INTENSITIES = ("zscore", "window", "none")
+INTENSITIES = ("zscore", "zscore-once", "window", "none")
 BLENDINGS = ("constant", "gaussian")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "poly", "constant")
@@ -84,8 +84,11 @@ class Preprocessing:
 
     Attributes:
         target_spacing: resample to this (z, y, x) spacing in mm first; None keeps the grid.
-        intensity: ``"zscore"`` (per volume), ``"window"`` (clip to ``window`` then scale to
-            0..1, then z-score as the pancreas protocol does) or ``"none"``.
+        intensity: ``"zscore"`` (over the whole volume), ``"zscore-once"`` (the same, except
+            that a volume already holding the z-score of its whole scan, ``Volume.zscored``:
+            the LA ``mri_norm2.h5``, is fed as stored, as the LA papers' code does),
+            ``"window"`` (clip to ``window`` then scale to 0..1, then z-score as the pancreas
+            protocol does) or ``"none"`` (as stored, always).
         window: (low, high) intensity window, e.g. CT HU −125..275.
     """
 

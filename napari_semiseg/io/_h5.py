@@ -1,6 +1,7 @@
 """The LA benchmark's ``mri_norm2.h5`` files (UA-MT preprocessing of the 2018 LA challenge).
 
-Each file holds ``image`` (float32, z-scored per volume) and usually ``label`` (uint8, {0, 1}),
+Each file holds ``image`` (float32: the z-score of the whole original scan, cropped afterwards,
+so a crop's own mean and std are not 0 and 1; ``Volume.zscored`` says so) and usually ``label`` (uint8, {0, 1}),
 both stored **(x, y, z)**, e.g. 183 × 140 × 88. They carry no geometry: the voxels are 0.625 mm
 isotropic, the origin is 0 and the direction the identity. Here both arrays are transposed to
 (z, y, x) (88 × 140 × 183) so that they look like every other volume.

@@ -67,7 +67,8 @@ def read_volume(path: str | Path, *, spacing: Spacing | None = None,
     _require_volume_shape(array.shape, path)
     if label is not None:
         label = validate_label(label, None, geometry, path)
-    volume = Volume(array, geometry, source=path, label=label)
+    # UA-MT's preprocessing z-scored each whole scan, then cropped it around the atrium.
+    volume = Volume(array, geometry, source=path, label=label, zscored=fmt == LA_H5)
     if not allow_nonfinite:
         check_finite(volume)
     return volume

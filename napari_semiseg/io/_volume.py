@@ -79,18 +79,22 @@ class Volume:
         geometry: the grid's placement; ``geometry.shape == array.shape``.
         source: the file or folder it was read from, if any.
         label: a label map on the same grid, when the source carried one (the LA h5 files do).
+        zscored: the intensities already are the z-score of the whole original scan, cropped
+            afterwards (the LA ``mri_norm2.h5`` files): a card whose intensity rule is
+            ``"zscore-once"`` feeds them as stored instead of z-scoring the crop again.
     """
 
     array: np.ndarray
     geometry: Geometry
     source: Path | None = None
     label: np.ndarray | None = field(default=None, repr=False)
+    zscored: bool = False
 
     @classmethod
     def from_array(cls, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
                    direction=IDENTITY_DIRECTION, source: Path | None = None,
-                   label: np.ndarray | None = None) -> "Volume":
-        return cls(array, Geometry(array.shape, spacing, origin, direction), source, label)
+                   label: np.ndarray | None = None, zscored: bool = False) -> "Volume":
+        return cls(array, Geometry(array.shape, spacing, origin, direction), source, label, zscored)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -112,7 +116,7 @@ class Volume:
         """The same geometry carrying another array (a prediction, a probability map)."""
         if tuple(array.shape[-3:]) != self.shape:
             raise ValueError(f"array shape {array.shape} does not fit grid {self.shape}")
-        return replace(self, array=array, label=None)
+        return replace(self, array=array, label=None, zscored=False)
 
     def napari_scale_translate(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """napari's ``scale`` and ``translate`` for this grid (axis-aligned part of the geometry)."""

@@ -1,7 +1,10 @@
 """A volume becomes network input (and probabilities come back): the card's preprocessing.
 
 Order, as in the pancreas protocol (METHODS.md §1.2): resample to the card's target spacing
-first, then intensity (CT window, then z-score; or z-score alone, as the LA protocol does).
+first, then intensity (CT window, then z-score; or z-score alone). The z-score is always over
+the whole volume, never a crop of it; under ``"zscore-once"`` a volume that already is the
+z-score of its whole scan (the LA ``mri_norm2.h5``, ``Volume.zscored``) is fed as stored, as
+the LA papers' code does (METHODS.md §1.1).
 
 Resampling uses ``torch.nn.functional.interpolate`` (trilinear, ``align_corners=False``) to
 ``round(shape · spacing / target_spacing)`` voxels. That mapping keeps the volume's physical
@@ -126,18 +129,23 @@ def window_(array: np.ndarray, window) -> np.ndarray:
     return array
 
 
-def normalise_intensity_(array: np.ndarray, preprocessing) -> np.ndarray:
-    """Apply the card's intensity rule to a float32 array in place (see ``Preprocessing``)."""
+def normalise_intensity_(array: np.ndarray, preprocessing, *, zscored: bool = False) -> np.ndarray:
+    """Apply the card's intensity rule to a float32 array in place (see ``Preprocessing``).
+
+    ``zscored``: the array already is the z-score of its whole original scan (``Volume.zscored``);
+    the ``"zscore-once"`` rule then keeps it as stored, as the LA papers' code feeds
+    ``mri_norm2.h5`` (z-scoring the crop again would erase its offset from the scan's mean).
+    """
     kind = preprocessing.intensity
-    if kind == "none":
+    if kind == "none" or (kind == "zscore-once" and zscored):
         return array
-    if kind == "zscore":
+    if kind in ("zscore", "zscore-once"):
         return zscore_(array)
     if kind == "window":
         if preprocessing.window is None:
             raise PreprocessingError("intensity 'window' needs preprocessing.window = [low, high]")
         return zscore_(window_(array, preprocessing.window))
-    raise PreprocessingError(f"unknown intensity preprocessing {kind!r}; expected zscore, window or none")
+    raise PreprocessingError(f"unknown intensity preprocessing {kind!r}; expected zscore, zscore-once, window or none")
 
 
 def prepare_input(volume: Volume, preprocessing) -> NetworkInput:
@@ -160,7 +168,7 @@ def prepare_input(volume: Volume, preprocessing) -> NetworkInput:
     target = network_shape(volume.shape, volume.spacing, preprocessing.target_spacing)
     image = torch.from_numpy(np.array(volume.array, dtype=np.float32, copy=True))
     image = resample_linear(image, target).contiguous().numpy()
-    normalise_intensity_(image, preprocessing)
+    normalise_intensity_(image, preprocessing, zscored=volume.zscored)
     spacing = tuple(sp * s / t for sp, s, t in zip(volume.spacing, volume.shape, target))
     return NetworkInput(image, tuple(volume.shape), spacing)
 

@@ -165,7 +165,8 @@ def prepare_target_stack(project_dir: str | Path, target: SoftTarget, card: Mode
         raise
     except SemisegError as exc:
         raise MethodError(f"distillation case {target.case_id!r}: {exc}") from None
-    image = prepare_case(CaseSource.from_arrays(target.case_id, volume.array, spacing=volume.spacing), card).image
+    image = prepare_case(CaseSource.from_arrays(target.case_id, volume.array, spacing=volume.spacing,
+                                                 zscored=volume.zscored), card).image
     soft = to_input_grid(torch.from_numpy(probabilities), image.shape[1:]).numpy()
     return PreparedCase(np.concatenate([image, soft.astype(np.float32, copy=False)]), None)
 

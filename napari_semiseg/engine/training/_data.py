@@ -36,11 +36,13 @@ class LoadedCase:
         image: (z, y, x) intensities, or (c, z, y, x) with channels first.
         spacing: (z, y, x) voxel size in mm.
         label: (z, y, x) integer classes on the image's grid, or None.
+        zscored: the image already is the z-score of its whole scan (``Volume.zscored``).
     """
 
     image: np.ndarray
     spacing: Spacing
     label: np.ndarray | None = None
+    zscored: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,11 @@ class CaseSource:
 
     @classmethod
     def from_arrays(cls, case_id: str, image: np.ndarray, label: np.ndarray | None = None,
-                    spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> "CaseSource":
-        """A case held by the caller (the arrays are shared, not copied)."""
+                    spacing: Sequence[float] = (1.0, 1.0, 1.0), *, zscored: bool = False) -> "CaseSource":
+        """A case held by the caller (the arrays are shared, not copied); ``zscored`` as in
+        ``LoadedCase``."""
         loaded = LoadedCase(np.asarray(image), tuple(float(s) for s in spacing),
-                            None if label is None else np.asarray(label))
+                            None if label is None else np.asarray(label), zscored)
         return cls(str(case_id), _Loaded(loaded), label is not None)
 
     @classmethod
@@ -124,7 +127,7 @@ class _FileLoader:
             label = volume.label
         else:
             label = read_label(self.label, like=volume.geometry)
-        return LoadedCase(volume.array, volume.spacing, label)
+        return LoadedCase(volume.array, volume.spacing, label, volume.zscored)
 
 
 def _load_npy(image: Path, label: str | None) -> LoadedCase:
@@ -200,7 +203,8 @@ def prepare_case(source: CaseSource, card: ModelCard) -> PreparedCase:
     label = None if loaded.label is None else _checked_label(source.case_id, loaded.label, image.shape[1:],
                                                              card.network.num_classes)
     try:
-        image = np.stack([prepare_input(Volume.from_array(channel, spacing=loaded.spacing), card.preprocessing).image
+        image = np.stack([prepare_input(Volume.from_array(channel, spacing=loaded.spacing, zscored=loaded.zscored),
+                                        card.preprocessing).image
                           for channel in image])
     except SemisegError as exc:
         raise TrainingError(f"case {source.case_id}: {exc}") from None

@@ -59,7 +59,7 @@ def validate(network: nn.Module, cases: Sequence[CaseSource], card: ModelCard, c
             raise ValidationStopped()
         loaded = source.load()
         image = loaded.image if loaded.image.ndim == 3 else loaded.image[0]
-        volume = Volume.from_array(np.asarray(image), spacing=loaded.spacing)
+        volume = Volume.from_array(np.asarray(image), spacing=loaded.spacing, zscored=loaded.zscored)
         try:
             prediction = predict_volume(network, volume, card, device=context.device, should_stop=should_stop)
         except Cancelled:
