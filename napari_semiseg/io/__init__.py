@@ -12,7 +12,7 @@ from ._formats import SUFFIX_FORMATS, WRITABLE_SUFFIXES, detect_format
 from ._h5 import LA_SPACING_MM
 from ._la import LA_CASE_FILE, LA_TRAINING_FOLDER, LACase, la_case_paths, read_case_list
 from ._read import read_label, read_volume
-from ._validate import check_finite, label_storage_dtype, validate_label
+from ._validate import check_finite, check_real, label_storage_dtype, validate_label
 from ._volume import IDENTITY_DIRECTION, Geometry, Volume
 from ._write import write_label, write_volume
 

@@ -19,12 +19,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import VolumeError
+from ._data_files import external_data_files
 from ._dicom import list_dicom_series, read_dicom_series
 from ._formats import DICOM, LA_H5, NIFTI, SITK_IMAGE_IO, detect_format
 from ._h5 import read_la_h5
 from ._nifti import restore_nonfinite, scan_nifti, unambiguous_nifti_name
 from ._sitk import image_to_array, itk_reason, quiet_itk_warnings, require_scalar_3d
-from ._validate import check_finite, validate_label
+from ._validate import check_finite, check_real, validate_label
 from ._volume import Geometry, Volume
 
 Spacing = float | tuple[float, float, float]
@@ -51,7 +52,9 @@ def read_volume(path: str | Path, *, spacing: Spacing | None = None,
     Raises:
         VolumeError: missing path, unknown suffix, unreadable/truncated file, empty folder or no
             DICOM in it, an h5 without ``image``, not 3-D, a single slice, vector voxels,
-            NaN/inf intensities (unless ``allow_nonfinite``), or an h5 label that is not a
+            voxels that are not real numbers (text, complex), a MetaImage/NRRD header naming
+            a data file outside its folder, NaN/inf intensities (unless
+            ``allow_nonfinite``), or an h5 label that is not a
             valid label of its image (``GeometryMismatchError`` for a shape mismatch).
     """
     path = Path(path)
@@ -65,6 +68,7 @@ def read_volume(path: str | Path, *, spacing: Spacing | None = None,
         if override is not None:
             geometry = replace(geometry, spacing=override)
     _require_volume_shape(array.shape, path)
+    check_real(array, path)
     if label is not None:
         label = validate_label(label, None, geometry, path)
     # UA-MT's preprocessing z-scored each whole scan, then cropped it around the atrium.
@@ -109,6 +113,7 @@ def _read_with_sitk(path: Path, fmt: str, series_uid: str | None) -> tuple[np.nd
         return image_to_array(require_scalar_3d(read_dicom_series(folder, series_uid), path))
     if fmt == NIFTI:
         return _read_nifti(path)
+    external_data_files(path, fmt)  # refuses a header pointing outside its folder
     return image_to_array(require_scalar_3d(_read_file(path, path, fmt), path))
 
 

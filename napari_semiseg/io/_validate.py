@@ -26,6 +26,24 @@ def check_finite(volume: Volume) -> None:
                           f"({n_nan} NaN, {n_inf} infinite); fix or mask them before use")
 
 
+def check_real(array: np.ndarray, source: str | Path | None) -> None:
+    """Raise unless the voxels are real numbers (bool, integer or float).
+
+    Text would fail deep inside the networks and complex values would be cast to their real
+    part without a word, so both are refused where the file is read.
+
+    Raises:
+        VolumeError: naming ``source`` and what the voxels are instead.
+    """
+    kind = array.dtype.kind
+    if kind in "biuf":
+        return
+    what = {"c": "complex numbers", "S": "text", "U": "text", "O": "text or Python objects"}.get(
+        kind, "values that are not numbers")
+    raise VolumeError(source, f"image voxels are {what} (dtype {array.dtype}); a volume of real "
+                      "numbers is needed")
+
+
 def label_storage_dtype(max_value: int) -> np.dtype:
     """The smallest unsigned dtype holding label values up to ``max_value`` (uint8 usually)."""
     for dtype in (np.uint8, np.uint16, np.uint32):
