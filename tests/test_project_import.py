@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -200,9 +202,12 @@ def test_import_folder_reports_a_bad_label_value(project, msd_folder):
     images, labels, volumes = msd_folder
     negative = -label_for(volumes["hip_001"]).astype(np.int16)
     write_volume(labels / "hip_001.nii.gz", volumes["hip_001"].with_array(negative))
-    with pytest.raises(VolumeError, match="hip_001.nii.gz.*negative"):
-        import_folder(project, images, labels)
-    assert project.label_versions() == []
+    report = import_folder(project, images, labels)
+    # The case of the bad label is left out whole; the others are imported.
+    assert [(r.case_id, r.path) for r in report.refused] == [("hip_001", labels / "hip_001.nii.gz")]
+    assert re.search(r"hip_001.nii.gz: .*negative", report.refused[0].message)
+    assert not project.has_case("hip_001") and report.gold_added == ["hip_002"]
+    assert [v.case_id for v in project.label_versions()] == ["hip_002"]
 
 
 # -- the LA layout ----------------------------------------------------------------------------

@@ -47,7 +47,9 @@ def _register_import(subparsers) -> None:
         description="Add cases to a project. Either a FOLDER of volumes (labels matched by name "
                     "from --labels: X.nii.gz or X_seg/_label/_labels/_mask/_gt.nii.gz), or the LA "
                     "layout with --la-h5 ROOT --list FILE --labeled N. Re-running adds only what "
-                    "is missing.")
+                    "is missing. Every voxel is checked first: a truncated, unreadable or NaN/inf "
+                    "file is refused and listed with its reason, the others are imported, and the "
+                    "exit status is 1.")
     add_project_argument(parser)
     parser.add_argument("folder", nargs="?", metavar="FOLDER",
                         help="folder of image files (NIfTI, NRRD, MetaImage, h5, DICOM folders)")
@@ -80,7 +82,11 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"{project.root}: {report.summary()}")
         for path in report.unmatched_labels:
             print(f"  label file matched no image: {path}")
-    return 0
+        if report.refused:
+            print("refused (nothing of these cases was added):")
+        for refused in report.refused:
+            print(f"  {refused.message}")
+    return 1 if report.refused else 0
 
 
 def _import_positionals(args: argparse.Namespace) -> tuple[str | None, str | None]:

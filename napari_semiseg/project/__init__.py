@@ -9,7 +9,7 @@ process or two processes at once leave the project consistent.
 from ._files import FOLDERS
 from ._import_folder import LABEL_SUFFIXES, case_id_of, import_folder
 from ._import_la import import_la
-from ._import_report import ImportProgress, ImportReport
+from ._import_report import ImportProgress, ImportReport, RefusedFile
 from ._project import DB_NAME, Project
 from ._records import (Case, CaseSummary, LabelVersion, ModelVersion, RunRecord, SoftLabel,
                        UncertaintySummary)
@@ -21,7 +21,7 @@ from ._soft_codec import (ENCODING as SOFT_LABEL_ENCODING, MAX_ERROR as SOFT_LAB
 __all__ = [
     "DB_NAME", "FOLDERS", "LABEL_KINDS", "LABEL_SUFFIXES", "SCHEMA_VERSION", "SOFT_LABEL_ENCODING",
     "SOFT_LABEL_KINDS", "SOFT_LABEL_MAX_ERROR", "SPLITS", "Case", "CaseSummary", "ImportProgress",
-    "ImportReport", "LabelVersion", "ModelVersion", "Project", "RunRecord", "SoftLabel",
+    "ImportReport", "LabelVersion", "ModelVersion", "Project", "RefusedFile", "RunRecord", "SoftLabel",
     "SoftLabelStats", "UncertaintySummary", "case_id_of", "decode_soft_label", "encode_soft_label",
     "import_folder", "import_la", "summarise_soft_label",
 ]

@@ -10,9 +10,10 @@ import numpy as np
 from ..errors import ProjectError
 from ..io import Volume, read_volume
 from ..io._atomic import atomic_path
+from ..io._data_files import external_data_files
+from ..io._formats import detect_format
 from ..io._volume import Geometry
 from ._files import check_case_id, unique_stem, utc_now
-from ._headers import read_geometry
 from ._json import dumps, loads
 from ._records import Case, CaseSummary
 from ._schema import SPLITS
@@ -23,7 +24,7 @@ class CaseStore:
 
     def add_case(self, case_id: str, image_path: str | Path, *, modality: str = "MR",
                  split: str = "unlabelled", copy: bool = False,
-                 geometry: Geometry | None = None) -> Case:
+                 volume: Volume | None = None) -> Case:
         """Add a volume to the project, or return the case when it is already there.
 
         Args:
@@ -31,10 +32,12 @@ class CaseStore:
             image_path: the image file or DICOM folder.
             modality: "MR", "CT", ... (free text, used by cards' preprocessing).
             split: one of ``SPLITS``.
-            copy: copy the image into the project (``images/<case>/<unique>/``) instead of
-                referencing it where it lies.
-            geometry: the image's grid when the caller has already read it; read from the
-                file's header otherwise.
+            copy: copy the image into the project (``images/<case>/<unique>/``, with the data
+                files a MetaImage/NRRD header names) instead of referencing it where it lies.
+            volume: the image as ``io.read_volume`` returned it, when the caller has read it
+                already; read here otherwise. Either way every voxel has been read and checked
+                (complete, finite, real numbers) before anything is added, so that a damaged
+                file is refused at import, not halfway through a training run.
 
         Returns:
             The new case, or the existing one when ``case_id`` is already in the project
@@ -42,7 +45,8 @@ class CaseStore:
 
         Raises:
             ProjectError: the id is taken by another image, or ``split`` is unknown.
-            VolumeError: the image cannot be read.
+            VolumeError: the image cannot be read or its voxels are refused (see
+                ``io.read_volume``); nothing is added.
         """
         check_case_id(case_id)
         _check_split(split)
@@ -50,8 +54,7 @@ class CaseStore:
         existing = self._case_or_none(case_id)
         if existing is not None:
             return self._same_case_or_raise(existing, source)
-        if geometry is None:
-            geometry = read_geometry(source)
+        geometry = (volume if volume is not None else read_volume(source)).geometry
         with self._db.write() as conn:
             # Another process may have added it since the check above.
             existing = self._case_or_none(case_id)
@@ -88,6 +91,10 @@ class CaseStore:
             shutil.copytree(source, partial)
             partial.rename(destination)
         else:
+            # The data files first: a copied header never names a file that is not there yet.
+            for data_file in external_data_files(source, detect_format(source)):
+                with atomic_path(destination.parent / data_file.relative_to(source.parent)) as tmp:
+                    shutil.copyfile(data_file, tmp)
             with atomic_path(destination) as tmp:
                 shutil.copyfile(source, tmp)
         return self._relative(destination)

@@ -1,10 +1,11 @@
-"""A volume's grid from its header alone, so that importing many cases stays fast.
+"""A volume's grid from its header alone, for checks that need no voxels.
 
-Importing the 80 LA volumes should not read 80 × 10 MB of voxels only to learn their shapes.
-For the well-formed common case (a 3-D scalar NIfTI/NRRD/MetaImage, an LA h5 file) the grid is
-read from the header; for anything else (DICOM folders, 4-D files, damaged headers) the whole
-volume is read with ``io.read_volume``, which also raises the user-facing error when there is
-one. Damage in the voxel data itself is reported when the case is first opened.
+A folder import compares every label's grid with its image's before it adds anything; the
+headers suffice for that. For the well-formed common case (a 3-D scalar NIfTI/NRRD/MetaImage,
+an LA h5 file) the grid is read from the header; for anything else (DICOM folders, 4-D files,
+damaged headers) the whole volume is read with ``io.read_volume``, which also raises the
+user-facing error when there is one. Adding a case reads and checks every voxel anyway
+(``Project.add_case``): a header says nothing about truncated data or NaN.
 
 The result must equal ``read_volume(path).geometry``; the tests compare both on every format.
 """
@@ -17,7 +18,8 @@ import h5py
 import SimpleITK as sitk
 
 from ..io import LA_SPACING_MM, SUFFIX_FORMATS, Geometry, read_volume
-from ..io._formats import compound_suffix
+from ..io._data_files import external_data_files
+from ..io._formats import compound_suffix, detect_format
 
 _SITK_IO = {".nii": "NiftiImageIO", ".nii.gz": "NiftiImageIO", ".nrrd": "NrrdImageIO",
             ".nhdr": "NrrdImageIO", ".mha": "MetaImageIO", ".mhd": "MetaImageIO"}
@@ -46,6 +48,7 @@ def is_volume_file(path: Path) -> bool:
 
 
 def _sitk_header(path: Path, image_io: str) -> Geometry | None:
+    external_data_files(path, detect_format(path))  # a header pointing elsewhere is refused
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.SetImageIO(image_io)

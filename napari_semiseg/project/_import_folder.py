@@ -14,6 +14,10 @@ Matching rules:
   some image's label are then not imported as images.
 
 Imported labels become "gold" versions. Re-running an import adds only what is missing.
+
+Every voxel of a new image and of its label is read and checked before the case is added
+(complete, finite, real numbers; see ``io.read_volume``). A case whose file is refused is left
+out whole, with the reason in the report, and the import goes on with the others.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ProjectError, VolumeError
-from ..io import LA_CASE_FILE, LA_TRAINING_FOLDER, list_dicom_series, read_label
+from ..io import LA_CASE_FILE, LA_TRAINING_FOLDER, list_dicom_series, read_label, read_volume
 from ..io._formats import compound_suffix
 from ._headers import is_volume_file, read_geometry
-from ._import_report import ImportProgress, ImportReport
+from ._import_report import ImportProgress, ImportReport, RefusedFile
 
 #: Name endings (before the file suffix) that mark a label file of the image named before them.
 LABEL_SUFFIXES: tuple[str, ...] = ("_seg", "_label", "_labels", "_mask", "_gt")
@@ -56,13 +60,14 @@ def import_folder(project, images_dir: str | Path, labels_dir: str | Path | None
         progress: called after each case.
 
     Returns:
-        What was added and what was already there.
+        What was added, what was already there, and what was refused: a case whose image or
+        label cannot be read or holds bad voxels is left out (nothing of it added) and listed
+        with its reason in ``refused``; the other cases are imported.
 
     Raises:
         ProjectError: a folder is missing or holds no volume, two labels claim one case, two
             images give one case id, or a label's grid differs from its image's (checked on
             the headers of all pairs before anything is added).
-        VolumeError: an image or label cannot be read.
     """
     images_dir = _existing_folder(images_dir, "images")
     images = _find_images(images_dir, pattern)
@@ -79,23 +84,28 @@ def import_folder(project, images_dir: str | Path, labels_dir: str | Path | None
         hint = ("; for the LA benchmark layout use --la-h5 ROOT --list FILE --labeled N"
                 if _looks_like_la(images_dir) else "")
         raise ProjectError(f"{images_dir}: no volumes found (pattern {pattern!r}){hint}")
-    geometries = {case_id: read_geometry(path) for case_id, path in images.items()}
-    _check_label_grids(labels, geometries)
+    _check_label_grids(labels, _header_grids({case_id: images[case_id] for case_id in labels}))
     report = ImportReport(unmatched_labels=unmatched)
     for done, (case_id, image) in enumerate(images.items(), start=1):
         case_split = split or ("labelled" if case_id in labels else "unlabelled")
-        _import_case(project, case_id, image, labels.get(case_id), geometries[case_id],
-                     modality, case_split, copy, report)
+        try:
+            _import_case(project, case_id, image, labels.get(case_id), modality, case_split,
+                         copy, report)
+        except VolumeError as error:
+            report.refused.append(RefusedFile(case_id, error.path or image, str(error)))
         if progress is not None:
             progress(done, len(images), case_id)
     return report
 
 
-def _import_case(project, case_id, image, label, geometry, modality, split, copy, report) -> None:
+def _import_case(project, case_id, image, label, modality, split, copy, report) -> None:
     existed = project.has_case(case_id)
-    gold = read_label(label, like=geometry) if label is not None else None
+    # Image and label are read whole and checked before anything of the case is added.
+    volume = None if existed else read_volume(image)
+    grid = project.case(case_id).geometry if existed else volume.geometry
+    gold = read_label(label, like=grid) if label is not None else None
     case = project.add_case(case_id, image, modality=modality, split=split, copy=copy,
-                            geometry=geometry)
+                            volume=volume)
     (report.already_present if existed else report.added).append(case.id)
     if gold is not None and project.latest_label(case_id, kinds="gold") is None:
         project.save_label(case_id, gold, "gold", note=f"imported from {label}")
@@ -167,11 +177,28 @@ def _case_of_label(path: Path, images: dict[str, Path]) -> str | None:
     return None
 
 
+def _header_grids(images: dict[str, Path]) -> dict:
+    """Case id → image grid from the header, for the images whose header can be read."""
+    grids = {}
+    for case_id, path in images.items():
+        try:
+            grids[case_id] = read_geometry(path)
+        except VolumeError:
+            pass  # the case is refused, with this reason, when it is imported
+    return grids
+
+
 def _check_label_grids(labels: dict[str, Path], geometries: dict) -> None:
-    """Refuse the import up front when a label's header puts it on another grid than its image."""
+    """Refuse the import up front when a label's header puts it on another grid than its image.
+
+    Pairs with an unreadable header are left to the full read, which refuses that case alone.
+    """
     for case_id, label in labels.items():
-        label_grid = read_geometry(label)
-        if not label_grid.matches(geometries[case_id]):
+        try:
+            label_grid = read_geometry(label)
+        except VolumeError:
+            continue
+        if case_id in geometries and not label_grid.matches(geometries[case_id]):
             raise ProjectError(f"{label}: label does not lie on the grid of its image "
                                f"(case {case_id!r}): "
                                f"{geometries[case_id].describe_difference(label_grid)} "

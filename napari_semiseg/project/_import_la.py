@@ -6,17 +6,18 @@ version: the benchmark's protocol forbids training on their labels, and a versio
 catalogue would be one query away from a training set. Evaluation does not need one either:
 the h5 file still carries the reference, and ``project.load_image(case).label`` returns it.
 
-Only the first ``labeled`` files are read whole; the others are read from their headers
-(shape only), so importing the 80 volumes takes seconds.
+Every new file is read whole and checked (complete, finite, real numbers) before its case is
+added; a refused file leaves its case out, with the reason in the report, and the import goes
+on with the others.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ProjectError
+from ..errors import ProjectError, VolumeError
 from ..io import la_case_paths, read_volume
-from ._import_report import ImportProgress, ImportReport
+from ._import_report import ImportProgress, ImportReport, RefusedFile
 
 
 def import_la(project, root: str | Path, list_file: str | Path, labeled: int, *,
@@ -32,13 +33,14 @@ def import_la(project, root: str | Path, list_file: str | Path, labeled: int, *,
         progress: called after each case.
 
     Returns:
-        What was added and what was already there. Re-running with a larger ``labeled`` adds
-        the gold labels of the newly labelled cases.
+        What was added, what was already there, and the refused files (a case whose file
+        cannot be read or holds bad voxels is left out). Re-running with a larger ``labeled``
+        adds the gold labels of the newly labelled cases.
 
     Raises:
         ProjectError: ``labeled`` is out of range, or a case beyond the first ``labeled``
             already has a gold label (the protocol would be broken).
-        VolumeError: the root, the list or a listed file is missing or unreadable.
+        VolumeError: the root or the list is missing or unreadable, or a listed file is missing.
     """
     cases = la_case_paths(root, list_file)
     if not 0 <= labeled <= len(cases):
@@ -47,10 +49,13 @@ def import_la(project, root: str | Path, list_file: str | Path, labeled: int, *,
     _refuse_gold_beyond(project, [case.case_id for case in cases[labeled:]], labeled)
     report = ImportReport()
     for index, case in enumerate(cases):
-        if index < labeled:
-            _import_labelled(project, case.case_id, case.path, modality, report)
-        else:
-            _import_unlabelled(project, case.case_id, case.path, modality, report)
+        try:
+            if index < labeled:
+                _import_labelled(project, case.case_id, case.path, modality, report)
+            else:
+                _import_unlabelled(project, case.case_id, case.path, modality, report)
+        except VolumeError as error:
+            report.refused.append(RefusedFile(case.case_id, error.path or case.path, str(error)))
         if progress is not None:
             progress(index + 1, len(cases), case.case_id)
     return report
@@ -66,7 +71,7 @@ def _import_labelled(project, case_id: str, path: Path, modality: str,
     if volume.label is None:
         raise ProjectError(f"{path}: has no 'label' dataset, but case {case_id!r} is among "
                            "the labelled cases")
-    project.add_case(case_id, path, modality=modality, split="labelled", geometry=volume.geometry)
+    project.add_case(case_id, path, modality=modality, split="labelled", volume=volume)
     if existed:
         project.set_split(case_id, "labelled")
     project.save_label(case_id, volume.label, "gold", note=f"imported from {path}")
