@@ -92,12 +92,22 @@ def describe_stored_case(item) -> str:
             f"{item.mean_entropy:.3f}, confidence {item.mean_confidence:.3f} ({item.seconds:.1f} s)")
 
 
+#: Failed cases named in a summary line; the others are counted.
+FAILURES_SHOWN = 3
+
+
 def describe_summary(summary) -> str:
-    """One status line for a finished (or stopped) run."""
+    """One status line for a finished (or stopped) run, naming the cases that failed."""
     done = len(summary.cases)
     verb = "Stopped after" if summary.cancelled else "Pseudo-labelled"
-    return (f"{verb} {done} of {summary.requested} case{'s' * (summary.requested != 1)} with model "
+    text = (f"{verb} {done} of {summary.requested} case{'s' * (summary.requested != 1)} with model "
             f"{summary.model_id} in {summary.seconds:.1f} s.")
+    failed = summary.failed
+    if failed:
+        shown = "; ".join(str(failure) for failure in failed[:FAILURES_SHOWN])
+        more = f"; and {len(failed) - FAILURES_SHOWN} more" if len(failed) > FAILURES_SHOWN else ""
+        text += f" {len(failed)} could not be labelled: {shown}{more}."
+    return text
 
 
 __all__ = ["DEVICES", "PseudoLabelRequest", "already_pseudo_labelled", "cases_to_pseudo_label",

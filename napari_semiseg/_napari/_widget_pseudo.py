@@ -6,7 +6,9 @@ counts equally, its window batches move the bar within it). Each stored case —
 label version and its 8-bit soft label — is listed here at once and the session is told, so
 the Project panel's table (latest kind, rank, score) follows as cases finish. Cancel stops
 between window batches; the cases already stored stay, the one in progress leaves nothing.
-Errors reach napari's notifications with their message.
+A case that cannot be labelled (a damaged image file) is named in the status line and the run
+goes on; the final message lists the failures. Errors reach napari's notifications with their
+message.
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ class PseudoLabelWidget(QWidget):
 
     def _on_report(self, report) -> None:
         # Loaded by the worker already; importing at module level would load torch with the panel.
-        from ..engine.pseudo import PseudoLabelCase, PseudoLabelProgress, PseudoLabelSummary
+        from ..engine.pseudo import (PseudoLabelCase, PseudoLabelFailure, PseudoLabelProgress,
+                                     PseudoLabelSummary)
 
         if isinstance(report, PseudoLabelProgress):
             self._move_bar(report.fraction, f"{report.case_id} ({report.case_index + 1}/{report.case_count})")
@@ -162,12 +165,17 @@ class PseudoLabelWidget(QWidget):
             self._add_result_row(report)
             self.set_status(f"Stored {describe_stored_case(report)}.")
             self.session.notify("labels")  # the Project panel's table follows case by case
+        elif isinstance(report, PseudoLabelFailure):
+            self.set_status(f"Could not label {report}; going on with the others.", error=True)
         elif isinstance(report, PseudoLabelSummary):
             self.last_summary = report
 
     def _on_result(self, summary) -> None:
         self.last_summary = summary
         message = describe_summary(summary)
+        if summary.failed:
+            self._report_error(message)
+            return
         self.set_status(message)
         show_info(message)
 

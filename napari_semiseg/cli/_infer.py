@@ -8,14 +8,21 @@ each other in ``--out``, on the source's own grid: ``<stem>_label.nii.gz`` (uint
 ``<stem>_uncertainty.nii.gz`` (float32 normalised predictive entropy, 0 certain .. 1), plus
 ``<stem>_mcvariance.nii.gz`` with ``--mc N``. ``--out`` with project cases writes the same
 files for them too.
+
+A volume that cannot be predicted (a damaged or replaced image file, NaN voxels, a grid the card
+cannot take) is reported as "CASE: problem" and the others are still done; the exit status is
+then 1 and the last line names the volumes that failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import SemisegError
 from ._common import add_project_argument, format_table, open_project
 from ._engine_common import (StatusLine, add_prediction_arguments, check_cases, check_device, duration,
                              load_project_model, non_negative_int, prediction_card, require, volume_stem)
@@ -83,13 +90,52 @@ def run_infer(args: argparse.Namespace) -> int:
         status.line(f"model version {model.id} ({model.name}, {model.method}) on "
                     f"{len(case_ids) or len(args.files)} volume(s)")
         if args.files:
-            outcomes = [_predict_file(Path(path), net, card, args, out, status, i, len(args.files))
-                        for i, path in enumerate(args.files, 1)]
+            outcomes, failed = _each_volume(
+                args.files, status,
+                lambda i, path: _predict_file(Path(path), net, card, args, out, status, i, len(args.files)))
         else:
-            outcomes = [_predict_case(project, case_id, model.id, net, card, args, out, status, i, len(case_ids))
-                        for i, case_id in enumerate(case_ids, 1)]
-    print(_summary(outcomes, with_versions=not args.files))
+            outcomes, failed = _each_volume(
+                case_ids, status,
+                lambda i, case_id: _predict_case(project, case_id, model.id, net, card, args, out, status, i,
+                                                 len(case_ids)))
+    if outcomes:
+        print(_summary(outcomes, with_versions=not args.files))
+    if failed:
+        total = len(outcomes) + len(failed)
+        print(f"semiseg: {len(failed)} of {total} volumes could not be predicted: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _each_volume(names: Sequence[str], status: StatusLine, predict: Callable[[int, str], Outcome]
+                 ) -> tuple[list[Outcome], list[str]]:
+    """``predict(index, name)`` for every volume; one that fails is reported and the others go on.
+
+    Returns:
+        The outcomes, and the names of the volumes that failed.
+
+    Raises:
+        Errors about the whole run (device, MC dropout) and errors that are not ``SemisegError``.
+    """
+    from ..engine.inference import Cancelled, DeviceError, McDropoutError
+
+    outcomes, failed = [], []
+    for index, name in enumerate(names, 1):
+        try:
+            outcomes.append(predict(index, name))
+        except (Cancelled, DeviceError, McDropoutError):
+            raise
+        except SemisegError as error:
+            status.line(f"semiseg: {_failure(name, error)}")
+            failed.append(str(name))
+    return outcomes, failed
+
+
+def _failure(name: str, error: SemisegError) -> str:
+    """"NAME: problem", without naming a file twice when the problem starts with its path."""
+    message = str(error)
+    return message if message.startswith(f"{Path(name)}: ") else f"{name}: {message}"
 
 
 def _predict(net, card, volume, args, status: StatusLine, prefix: str):

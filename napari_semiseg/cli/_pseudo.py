@@ -29,7 +29,9 @@ def _register_pseudo_label(subparsers) -> None:
         description="Run a model version (the active one by default) over cases (those of split "
                     "'unlabelled' by default) and store, per case, a 'pseudo' label version and "
                     "its soft label (8-bit probabilities) with an uncertainty summary. Ctrl-C "
-                    "stops between window batches; finished cases stay stored.")
+                    "stops between window batches; finished cases stay stored. A case that "
+                    "cannot be labelled (e.g. its image file is damaged) is reported as "
+                    "'CASE: problem' and the others are done; the exit status is then 1.")
     add_project_argument(parser)
     parser.add_argument("--model", type=int, metavar="ID", help="model version (default: active)")
     parser.add_argument("--cases", nargs="+", metavar="CASE", help="case ids (default: unlabelled)")
@@ -63,9 +65,22 @@ def throughput_line(summary) -> str:
             f"volumes/minute{state}")
 
 
+def report_failure(failure) -> None:
+    """"u3: /data/u3.nii.gz: 12 of 4096 voxels are not finite ..." on stderr, as it happens."""
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # end the progress line
+    print(f"semiseg: {failure}", file=sys.stderr)
+
+
+def failed_cases_line(failed) -> str:
+    """"2 cases could not be labelled: u1, u3"."""
+    noun = "case" if len(failed) == 1 else "cases"
+    return f"{len(failed)} {noun} could not be labelled: {', '.join(f.case_id for f in failed)}"
+
+
 def run_pseudo_label(args: argparse.Namespace) -> int:
-    from ..engine.pseudo import (PseudoLabelCase, PseudoLabelProgress, PseudoLabelSummary,
-                                 iter_pseudo_label)
+    from ..engine.pseudo import (PseudoLabelCase, PseudoLabelFailure, PseudoLabelProgress,
+                                 PseudoLabelSummary, iter_pseudo_label)
 
     with open_project(args.project) as project:
         run = iter_pseudo_label(project, args.model, args.cases, device=args.device,
@@ -77,6 +92,8 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
                     _progress_line(item)
                 elif isinstance(item, PseudoLabelCase):
                     stored.append(item)
+                elif isinstance(item, PseudoLabelFailure):
+                    report_failure(item)
                 elif isinstance(item, PseudoLabelSummary):
                     summary = item
         except KeyboardInterrupt:
@@ -93,6 +110,9 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
     if stored:
         print(pseudo_label_table(stored))
     print(throughput_line(summary))
+    if summary.failed:
+        print(f"semiseg: {failed_cases_line(summary.failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -313,6 +313,10 @@ class _AtsoRun:
         if summary.cancelled:
             self._checkpoint_report()
             raise _Stopped()
+        if summary.failed:
+            # The next student would train on a fold with holes: stop here, naming the cases.
+            raise AtsoError(f"G{generation}: {labelling.fold} could not be pseudo-labelled by "
+                            f"{labelling.teacher}: " + "; ".join(map(str, summary.failed)))
         self.steps_done += 1
         self._checkpoint_report()
 

@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 #: Names of ``_pipeline`` (torch, MONAI), imported when first asked for.
-_PIPELINE_NAMES = ("PseudoLabelCase", "PseudoLabelProgress", "PseudoLabelSummary",
-                   "default_case_ids", "iter_pseudo_label", "pseudo_label")
+_PIPELINE_NAMES = ("PseudoLabelCase", "PseudoLabelFailure", "PseudoLabelProgress",
+                   "PseudoLabelSummary", "default_case_ids", "iter_pseudo_label", "pseudo_label")
 __all__ += list(_PIPELINE_NAMES)
 
 

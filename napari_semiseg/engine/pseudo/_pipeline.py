@@ -7,6 +7,11 @@ with its uncertainty summary. It yields a ``PseudoLabelProgress`` after every wi
 a ``PseudoLabelCase`` after every stored case, and finally the ``PseudoLabelSummary`` (also
 its return value, for napari's ``returned`` signal).
 
+A case that cannot be labelled (its image file replaced by a damaged one, NaN voxels, a grid
+the card cannot take) yields a ``PseudoLabelFailure`` and the run goes on with the others: one
+bad volume must not leave the rest of a night's run undone. Errors of the whole run (no such
+model, no such device) still raise.
+
 Cancellation: ``should_stop()`` is asked between window batches and between cases; closing
 the generator stops it too. A case is stored whole or not at all, so a stopped run leaves
 the cases it finished and nothing of the one it was working on. The run is recorded in the
@@ -19,10 +24,15 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
+from ...errors import SemisegError
 from .._model_store import load_model_version, resolve_model_id
-from ..inference import Cancelled, InferenceProgress, Prediction, iter_predict_volume
+from ..inference import (Cancelled, DeviceError, InferenceProgress, McDropoutError, Prediction,
+                         iter_predict_volume)
 
 RUN_KIND = "pseudo-label"
+#: Errors about the whole run rather than one case: they end the run instead of being reported
+#: as that case's failure (every other case would fail the same way).
+RUN_ERRORS = (Cancelled, DeviceError, McDropoutError)
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,24 @@ class PseudoLabelCase:
 
 
 @dataclass(frozen=True)
+class PseudoLabelFailure:
+    """A case the run could not label; nothing of it was stored and the run went on.
+
+    Attributes:
+        case_index: its index in the run.
+        case_id: the case.
+        problem: why, as the error said it (a file's problem names the file).
+    """
+
+    case_index: int
+    case_id: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.case_id}: {self.problem}"
+
+
+@dataclass(frozen=True)
 class PseudoLabelSummary:
     """What a run did.
 
@@ -87,6 +115,7 @@ class PseudoLabelSummary:
         requested: cases the run was asked to do.
         cancelled: True when it stopped before the end.
         seconds: wall time of the run.
+        failed: the cases that could not be labelled, in order.
     """
 
     model_id: int
@@ -95,6 +124,7 @@ class PseudoLabelSummary:
     requested: int
     cancelled: bool
     seconds: float
+    failed: tuple[PseudoLabelFailure, ...] = ()
 
     @property
     def volumes_per_minute(self) -> float:
@@ -105,7 +135,8 @@ class PseudoLabelSummary:
                 "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
                 "volumes_per_minute": round(self.volumes_per_minute, 3),
                 "cases": [{"case_id": c.case_id, "label_version_id": c.label_version_id,
-                           "soft_label_id": c.soft_label_id} for c in self.cases]}
+                           "soft_label_id": c.soft_label_id} for c in self.cases],
+                "failed": [{"case_id": f.case_id, "problem": f.problem} for f in self.failed]}
 
 
 def default_case_ids(project) -> list[str]:
@@ -116,8 +147,8 @@ def default_case_ids(project) -> list[str]:
 def iter_pseudo_label(project, model_id: int | None = None, case_ids: Sequence[str] | None = None,
                       *, device="auto", should_stop: Callable[[], bool] | None = None,
                       overlap: float | None = None, window_batch: int | None = None
-                      ) -> Generator[PseudoLabelProgress | PseudoLabelCase | PseudoLabelSummary,
-                                     None, PseudoLabelSummary]:
+                      ) -> Generator[PseudoLabelProgress | PseudoLabelCase | PseudoLabelFailure
+                                     | PseudoLabelSummary, None, PseudoLabelSummary]:
     """Pseudo-label cases with a model version, storing hard + soft labels per case.
 
     Args:
@@ -130,13 +161,16 @@ def iter_pseudo_label(project, model_id: int | None = None, case_ids: Sequence[s
         window_batch: windows per network call instead of the card's.
 
     Yields:
-        ``PseudoLabelProgress`` reports, a ``PseudoLabelCase`` per stored case, then the
+        ``PseudoLabelProgress`` reports, a ``PseudoLabelCase`` per stored case, a
+        ``PseudoLabelFailure`` per case that could not be labelled (a ``SemisegError`` of that
+        case: unreadable or refused image, unusable grid; the run goes on), then the
         ``PseudoLabelSummary``.
 
     Raises:
         ProjectError: unknown case or model, no active model.
         TrainingError: the model's weights cannot be loaded.
-        Any inference error other than cancellation (the run is recorded as "failed").
+        ``RUN_ERRORS`` other than cancellation, and errors that are not ``SemisegError``
+        (the run is recorded as "failed").
     """
     started = time.perf_counter()
     model_id = resolve_model_id(project, model_id)
@@ -148,21 +182,30 @@ def iter_pseudo_label(project, model_id: int | None = None, case_ids: Sequence[s
                                           "device": str(device), "overlap": overlap,
                                           "window_batch": window_batch})
     done: list[PseudoLabelCase] = []
+    failed: list[PseudoLabelFailure] = []
 
     def summary(cancelled: bool) -> PseudoLabelSummary:
         return PseudoLabelSummary(model_id, run_id, tuple(done), len(ids), cancelled,
-                                  time.perf_counter() - started)
+                                  time.perf_counter() - started, tuple(failed))
 
     status, error = "failed", None
     try:
         for index, case_id in enumerate(ids):
             if should_stop is not None and should_stop():
                 break
-            stored = yield from _pseudo_label_case(project, net, card, model_id, run_id, index, ids,
-                                                   device, should_stop, overlap, window_batch)
+            try:
+                stored = yield from _pseudo_label_case(project, net, card, model_id, run_id, index,
+                                                       ids, device, should_stop, overlap, window_batch)
+            except RUN_ERRORS:
+                raise
+            except SemisegError as exc:
+                failed.append(PseudoLabelFailure(index, case_id, str(exc)))
+                yield failed[-1]
+                continue
             done.append(stored)
             yield stored
-        status = "completed" if len(done) == len(ids) else "stopped"
+        finished = len(done) + len(failed) == len(ids)
+        status = "stopped" if not finished else "failed" if failed and not done else "completed"
     except Cancelled:
         status = "stopped"
     except (GeneratorExit, KeyboardInterrupt):
@@ -209,14 +252,16 @@ def _pseudo_label_case(project, net, card, model_id: int, run_id: int, index: in
 
 
 def pseudo_label(project, model_id: int | None = None, case_ids: Sequence[str] | None = None, *,
-                 device="auto", progress: Callable[[PseudoLabelProgress | PseudoLabelCase], None]
-                 | None = None, should_stop: Callable[[], bool] | None = None,
+                 device="auto", progress: Callable[[PseudoLabelProgress | PseudoLabelCase
+                                                    | PseudoLabelFailure], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None,
                  overlap: float | None = None, window_batch: int | None = None
                  ) -> PseudoLabelSummary:
     """Run ``iter_pseudo_label`` to the end; ``progress`` gets every report and stored case.
 
     Returns:
-        The ``PseudoLabelSummary`` (``cancelled`` when ``should_stop`` stopped it).
+        The ``PseudoLabelSummary`` (``cancelled`` when ``should_stop`` stopped it; the cases
+        that could not be labelled in ``failed``, each also given to ``progress``).
     """
     for item in iter_pseudo_label(project, model_id, case_ids, device=device,
                                   should_stop=should_stop, overlap=overlap,
