@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from napari_semiseg.errors import ProjectError
 from napari_semiseg.io import Volume, write_volume
-from napari_semiseg.project import DB_NAME, Project
+from napari_semiseg.project import DB_NAME, Project, import_la
 from napari_semiseg.project._ownership import APPLICATION_ID
 from napari_semiseg.project._schema import MIGRATIONS
 
@@ -188,3 +189,111 @@ def test_garbage_collection_refuses_a_catalogue_that_names_nothing(project, tmp_
     assert "hold 7 file(s)" in message  # 3 images, 3 gold labels, 1 model
     assert snapshot(project) == before
     assert not (project / "trash").exists()
+
+
+# -- item 3: a copied project never writes into the original -----------------------------------
+
+LA_SHAPE = (24, 48, 48)
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained_original(tmp_path_factory) -> Path:
+    """A project of four LA-style h5 cases (three gold) with one finished 2-step run (cpu-small)."""
+    from data_factory import write_la_h5
+
+    la_root = tmp_path_factory.mktemp("la")
+    z, y, x = np.mgrid[:LA_SHAPE[0], :LA_SHAPE[1], :LA_SHAPE[2]]
+    for index in range(4):
+        label = ((((z - 12) * 1.5) ** 2 + (y - 22 - index) ** 2 + (x - 25) ** 2) < 64).astype(np.uint8)
+        image = (2.0 * label + np.random.default_rng(index).normal(0.0, 0.7, LA_SHAPE)).astype(np.float32)
+        (la_root / f"case{index}").mkdir()
+        write_la_h5(la_root / f"case{index}" / "mri_norm2.h5", image, label)
+    (la_root / "train.list").write_text("".join(f"case{index}\n" for index in range(4)))
+    original = tmp_path_factory.mktemp("original") / "proj"
+    with Project.create(original) as store:
+        import_la(store, la_root, la_root / "train.list", 3)
+    ok(semiseg("train", original, "--card", "cpu-small", "--iterations", 2, "--validation-count", 1,
+               "--device", "cpu"))
+    return original
+
+
+def test_a_copied_project_resumes_predicts_and_checks_without_touching_the_original(trained_original, tmp_path):
+    original = trained_original  # what this test checks is that nothing here changes
+    with Project.open(original) as store:
+        run = store.runs("train")[0]
+    before = snapshot(original)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy, symlinks=True)  # `cp -a original copy`
+    run_files = ("checkpoint.pt", "model.pt", "events.jsonl")
+    copy_run = copy / Path(run.config["run_dir"]).relative_to(original)
+    copied = {name: snapshot(copy_run)[name] for name in run_files}
+
+    resumed = ok(semiseg("train", copy, "--resume", run.id, "--iterations", 3, "--device", "cpu"))
+    ok(semiseg("infer", copy, "--case", "case3", "--device", "cpu"))
+    checked = ok(semiseg("check", copy))
+
+    assert snapshot(original) == before, "the copy wrote into the original"
+    assert "resumed at step 2" in resumed.stderr and str(copy_run) in resumed.stdout
+    assert all(snapshot(copy_run)[name] != copied[name] for name in run_files)
+    assert checked.stdout.strip().endswith("0 problems found")
+    with Project.open(copy) as store:
+        model = store.active_model()
+        assert model.id == 2 and model.checkpoint_path.is_relative_to(copy / "models")
+        assert model.config["output_dir"] == str(copy_run)
+        assert model.config["resume_from"] == str(copy_run / "checkpoint.pt")
+        labelled = model.config["data"]["labeled"]
+        assert labelled and all(Path(case["label"]).is_relative_to(copy / "labels") for case in labelled)
+        assert [v.model_id for v in store.label_versions("case3")] == [2]
+    with sqlite3.connect(copy / DB_NAME) as conn:  # the catalogue names neither folder
+        dump = "\n".join(conn.iterdump())
+    conn.close()
+    assert str(original) not in dump and str(copy) not in dump
+
+
+def _resume_arguments(project: Path, resume: str | Path):
+    from napari_semiseg.cli._main import build_parser
+    return build_parser().parse_args(["train", str(project), "--resume", str(resume), "--iterations", "5"])
+
+
+def test_a_copy_of_an_earlier_release_project_resumes_inside_the_copy(trained_original, tmp_path):
+    """Releases before relative paths stored run folders absolute: the copy rebases them."""
+    from napari_semiseg.cli._train import resumed_config
+
+    original = tmp_path / "original"
+    shutil.copytree(trained_original, original, symlinks=True)
+    with Project.open(original) as store:
+        run = store.runs("train")[0]
+    with sqlite3.connect(original / DB_NAME) as conn:  # as an earlier release stored the run
+        conn.execute("UPDATE runs SET config = json_set(config, '$.run_dir', ?), "
+                     "result = json_set(result, '$.checkpoint', ?, '$.model', ?) WHERE id = ?",
+                     (run.config["run_dir"], run.result["checkpoint"], run.result["model"], run.id))
+        assert str(original / "runs") in conn.execute("SELECT config FROM runs").fetchone()[0]
+    conn.close()
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy, symlinks=True)
+    copy_run = copy / Path(run.config["run_dir"]).relative_to(original)
+    with Project.open(copy) as store:
+        assert Path(store.run(run.id).config["run_dir"]) == copy_run
+        config, previous = resumed_config(store, _resume_arguments(copy, run.id))
+    assert previous.id == run.id
+    assert (config.output_dir, config.resume_from) == (str(copy_run), str(copy_run / "checkpoint.pt"))
+    assert all(Path(case.label).is_relative_to(copy / "labels") for case in config.data.labeled)
+
+
+def test_a_checkpoint_from_outside_the_project_resumes_in_a_new_run_folder_of_it(trained_original, tmp_path):
+    from napari_semiseg.cli._train import resumed_config
+
+    with Project.open(trained_original) as store:
+        run_dir = Path(store.runs("train")[0].config["run_dir"])
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_original, copy, symlinks=True)
+    with Project.open(copy) as store:
+        config, previous = resumed_config(store, _resume_arguments(copy, run_dir))  # the original's run
+    assert previous is None and config.resume_from == str(run_dir / "checkpoint.pt")  # only read
+    assert config.run_dir.parent == copy / "runs" and config.run_dir.name != run_dir.name
+    assert all(Path(case.label).is_relative_to(copy / "labels") for case in config.data.labeled)

@@ -239,7 +239,9 @@ def resumed_config(project, args: argparse.Namespace):
         require(not given, f"--resume continues a run with its own cases and settings: drop {flag}")
     checkpoint_path, previous = _checkpoint_to_resume(project, args.resume, CHECKPOINT_FILE)
     checkpoint = load_checkpoint(checkpoint_path)
-    config = TrainConfig.from_dict(checkpoint["config"], where=f"{checkpoint_path}: config")
+    # The trainer recorded absolute paths: a copied project reads them in the copy, not the original.
+    config = TrainConfig.from_dict(project.portable_run_config(checkpoint["config"]),
+                                   where=f"{checkpoint_path}: config")
     if args.card is not None:
         require(Path(args.card).stem == config.card.name or args.card == config.card.name,
                 f"--resume: the run was trained with card {config.card.name!r}, not {args.card!r}")
@@ -253,8 +255,18 @@ def resumed_config(project, args: argparse.Namespace):
     device = args.device or config.device
     check_device(device)
     config = dataclasses.replace(config, resume_from=str(checkpoint_path), iterations=iterations, device=device,
-                                 output_dir=str(checkpoint_path.parent))
+                                 output_dir=str(_resumed_run_folder(project, checkpoint_path)))
     return config, previous
+
+
+def _resumed_run_folder(project, checkpoint_path: Path) -> Path:
+    """The run's own folder when it lies in this project; else a new one (the checkpoint is only read).
+
+    A run never writes outside the project it runs in: not into another project, nor into the
+    original of a copied one.
+    """
+    runs = project.root / "runs"
+    return checkpoint_path.parent if checkpoint_path.is_relative_to(runs) else _run_folder(project)
 
 
 def _checkpoint_to_resume(project, text: str, checkpoint_file: str):

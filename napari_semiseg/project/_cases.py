@@ -60,7 +60,7 @@ class CaseStore:
             existing = self._case_or_none(case_id)
             if existing is not None:
                 return self._same_case_or_raise(existing, source)
-            stored = self._copy_image_in(case_id, source) if copy else str(source)
+            stored = self._copy_image_in(case_id, source) if copy else self.stored_path(source)
             conn.execute(
                 "INSERT INTO cases (id, image_path, geometry, modality, split, created) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

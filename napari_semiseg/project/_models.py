@@ -56,7 +56,7 @@ class ModelStore:
                     "INSERT INTO models (name, card, checkpoint_path, sha256, parent_id, method, "
                     "config, metrics, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (name, card_json, self._relative(destination), sha256_of(destination),
-                     parent_id, method, dumps(config), dumps(metrics), utc_now()))
+                     parent_id, method, self._dumps_paths(config), dumps(metrics), utc_now()))
                 if activate:
                     _set_active(conn, cursor.lastrowid)
             except BaseException:
@@ -139,7 +139,7 @@ class ModelStore:
         return ModelVersion(id=row["id"], name=row["name"], card=loads(row["card"]),
                             checkpoint_path=self._absolute(row["checkpoint_path"]),
                             sha256=row["sha256"], parent_id=row["parent_id"], method=row["method"],
-                            config=loads(row["config"]), metrics=loads(row["metrics"]),
+                            config=self._loads_paths(row["config"]), metrics=loads(row["metrics"]),
                             created=row["created"], active=row["id"] == active_id)
 
 

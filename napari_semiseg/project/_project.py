@@ -11,10 +11,14 @@ Layout::
       models/<unique>/<checkpoint>    every model version's weights
       runs/...                        what long jobs keep (logs, resumable state)
       exports/...                     files written for the user
+      trash/<time>/...                what garbage collection took away, until emptied
+
+Paths inside the folder are stored relative to it (see ``_portable``): a project can be moved,
+copied or mounted elsewhere, and a copy never reads or writes its original's files.
 
 Every write puts its file in place atomically first, then records it in one transaction, both
 under the catalogue's write lock (see ``_db.Database.write``). A process killed at any moment
-therefore leaves at worst a file that no row names, which ``collect_garbage`` removes; a row
+therefore leaves at worst a file that no row names, which ``collect_garbage`` puts aside; a row
 whose file is missing cannot arise.
 """
 
@@ -31,6 +35,7 @@ from ._labels import LabelStore
 from ._maintenance import Maintenance
 from ._models import ModelStore
 from ._ownership import APPLICATION_ID, check_catalogue_file, stamp
+from ._portable import PortablePaths
 from ._runs import RunStore
 from ._schema import SCHEMA_VERSION, migrate
 from ._soft_labels import SoftLabelStore
@@ -38,7 +43,7 @@ from ._soft_labels import SoftLabelStore
 DB_NAME = "project.db"
 
 
-class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maintenance):
+class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maintenance, PortablePaths):
     """A project folder and its catalogue. Safe to share between threads and processes.
 
     Use ``Project.create(folder)`` or ``Project.open(folder)``, not the constructor. A project
@@ -153,8 +158,7 @@ class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maint
 
     def _absolute(self, stored: str) -> Path:
         """The absolute path of a stored one (relative ones are inside the project)."""
-        path = Path(stored)
-        return path if path.is_absolute() else self.root / path
+        return self.resolve_path(stored)
 
     def integrity_check(self) -> list[str]:
         """SQLite's integrity and foreign-key checks: ``["ok"]`` or the problems found."""

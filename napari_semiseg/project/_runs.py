@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ProjectError
 from ._files import utc_now
-from ._json import dumps, loads
+from ._json import loads
 from ._records import RunRecord
 
 RUNNING = "running"
@@ -17,7 +17,8 @@ INTERRUPTED = "interrupted"
 
 
 class RunStore:
-    """The run half of ``Project`` (uses ``self._db``)."""
+    """The run half of ``Project`` (uses ``self._db``; paths in configs and results go through
+    ``PortablePaths._dumps_paths`` and ``_loads_paths``)."""
 
     def start_run(self, kind: str, config: dict, *, pid: int | None = None) -> int:
         """Record that a job starts now, in process ``pid`` (this one by default).
@@ -30,7 +31,7 @@ class RunStore:
             cursor = conn.execute(
                 "INSERT INTO runs (kind, status, config, started, pid, host, process_start) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (kind, RUNNING, dumps(config), utc_now(), pid, socket.gethostname(), process_start(pid)))
+                (kind, RUNNING, self._dumps_paths(config), utc_now(), pid, socket.gethostname(), process_start(pid)))
         return cursor.lastrowid
 
     def update_run(self, run_id: int, *, pid: int | None = None,
@@ -42,7 +43,7 @@ class RunStore:
                 conn.execute("UPDATE runs SET pid = ?, process_start = ? WHERE id = ?",
                              (pid, process_start(pid), run_id))
             if result is not None:
-                conn.execute("UPDATE runs SET result = ? WHERE id = ?", (dumps(result), run_id))
+                conn.execute("UPDATE runs SET result = ? WHERE id = ?", (self._dumps_paths(result), run_id))
         return self.run(run_id)
 
     def finish_run(self, run_id: int, status: str, result: dict | None = None) -> RunRecord:
@@ -52,7 +53,7 @@ class RunStore:
         self.run(run_id)
         with self._db.write() as conn:
             conn.execute("UPDATE runs SET status = ?, result = ?, finished = ? WHERE id = ?",
-                         (status, dumps(result if result is not None else {}), utc_now(), run_id))
+                         (status, self._dumps_paths(result if result is not None else {}), utc_now(), run_id))
         return self.run(run_id)
 
     def run(self, run_id: int) -> RunRecord:
@@ -66,14 +67,14 @@ class RunStore:
             raise ProjectError(f"{self.root}: no run {run_id}")
         if row["status"] == RUNNING and _process_gone(row) and self.mark_interrupted_runs():
             row = self._db.query_one("SELECT * FROM runs WHERE id = ?", (int(run_id),))
-        return _run_from_row(row)
+        return _run_from_row(row, self._loads_paths)
 
     def runs(self, kind: str | None = None) -> list[RunRecord]:
         """Runs, oldest first, optionally of one kind; killed ones read as "interrupted"."""
         rows = self._run_rows(kind)
         if any(row["status"] == RUNNING and _process_gone(row) for row in rows) and self.mark_interrupted_runs():
             rows = self._run_rows(kind)
-        return [_run_from_row(row) for row in rows]
+        return [_run_from_row(row, self._loads_paths) for row in rows]
 
     def _run_rows(self, kind: str | None):
         if kind is None:
@@ -137,8 +138,9 @@ def process_start(pid: int) -> str | None:
     return f"{boot}:{fields[19]}"  # field 22 of stat, starttime
 
 
-def _run_from_row(row) -> RunRecord:
+def _run_from_row(row, load=loads) -> RunRecord:
+    """The record of a row; ``load`` reads its JSON (``Project._loads_paths``: paths absolute)."""
     return RunRecord(id=row["id"], kind=row["kind"], status=row["status"],
-                     config=loads(row["config"]), result=loads(row["result"]),
+                     config=load(row["config"]), result=load(row["result"]),
                      started=row["started"], finished=row["finished"], pid=row["pid"],
                      host=row["host"])
