@@ -34,10 +34,19 @@ def _unopenable(path: Path, error: Exception) -> ProjectError:
     return ProjectError(f"{path}: cannot open the project catalogue ({error})")
 
 
+#: SQLite's primary result codes of a damaged file, SQLITE_CORRUPT and SQLITE_NOTADB (by number:
+#: ``sqlite3.SQLITE_CORRUPT`` and the exceptions' ``sqlite_errorcode`` need Python 3.11).
+_DAMAGE_CODES = (11, 26)
+#: Their messages, for Python 3.10, whose exceptions carry no code.
+_DAMAGE_MESSAGES = ("database disk image is malformed", "file is not a database")
+
+
 def is_damage(error: sqlite3.Error) -> bool:
     """Whether SQLite failed because the file is damaged (not a busy lock, a constraint...)."""
-    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
-    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return any(message in str(error) for message in _DAMAGE_MESSAGES)
+    return (code & 0xFF) in _DAMAGE_CODES  # the primary code of an extended one
 
 
 def damaged(path: Path, error: sqlite3.Error) -> ProjectError:
