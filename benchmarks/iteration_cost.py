@@ -87,18 +87,33 @@ def trainer_batch(method, card, *, batch_labeled: int, batch_unlabeled: int, see
     return Batch(image=raw["image"], label=raw["label"], n_labeled=int(raw["label"].shape[0]), extra=raw["extra"])
 
 
-def _to(batch, device: torch.device):
+def _to(batch, device: torch.device, mode=None):
+    from napari_semiseg.engine._compute import ComputeMode
     from napari_semiseg.engine.methods import Batch
-    return Batch(batch.image.to(device), batch.label.to(device), batch.n_labeled,
-                 {k: v.to(device) for k, v in batch.extra.items()})
+    mode = mode or ComputeMode()
+    return Batch(mode.prepare_input(batch.image.to(device)), batch.label.to(device), batch.n_labeled,
+                 {k: mode.prepare_input(v.to(device)) for k, v in batch.extra.items()})
 
 
-def _one_iteration(method, optimizer, batch, step, device: torch.device) -> float:
+def _prepared(method, target: torch.device, mode, compile_networks: bool):
+    """``method`` on ``target`` in ``mode``'s memory format, its trainable networks compiled if asked."""
+    method.to(target)
+    if mode is not None:
+        for network in method.networks.values():
+            mode.prepare_network(network)
+    if compile_networks:
+        method.wrap_trainable(lambda module, find_unused: torch.compile(module))
+    return method
+
+
+def _one_iteration(method, optimizer, batch, step, device: torch.device, mode=None) -> float:
+    import contextlib
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    losses = method.training_step(batch, step)
+    with mode.autocast() if mode is not None else contextlib.nullcontext():
+        losses = method.training_step(batch, step)
     losses["total"].backward()
     optimizer.step()
     method.after_step(step)
@@ -108,7 +123,8 @@ def _one_iteration(method, optimizer, batch, step, device: torch.device) -> floa
 
 
 def measure_iteration_cost(card, methods: Sequence[str], *, repeats: int = 10, warmup: int = 2, device: str = "cpu",
-                           params: dict[str, dict] | None = None, seed: int = 0) -> dict[str, float]:
+                           params: dict[str, dict] | None = None, seed: int = 0, mode=None,
+                           compile_networks: bool = False) -> dict[str, float]:
     """Median seconds per iteration of each method (see the module docstring).
 
     Args:
@@ -119,6 +135,11 @@ def measure_iteration_cost(card, methods: Sequence[str], *, repeats: int = 10, w
         device: ``"cpu"`` or a CUDA device.
         params: per method, hyperparameter overrides.
         seed: seeds the batch and the networks.
+        mode: an ``engine._compute.ComputeMode`` (precision and memory format of the step, as the
+            trainer runs it); None is fp32 in the default memory format. The caller sets its
+            kernel choice (``mode.kernels()``).
+        compile_networks: ``torch.compile`` the trainable networks first (the warm-up pays
+            the compilation).
     """
     from napari_semiseg.engine.methods import MethodError, StepInfo, create_method
     from napari_semiseg.engine.training import TrainConfig, build_optimizer
@@ -131,7 +152,7 @@ def measure_iteration_cost(card, methods: Sequence[str], *, repeats: int = 10, w
     for name in methods:
         torch.manual_seed(seed)
         try:
-            method = create_method(name, card, params.get(name)).to(target)
+            method = _prepared(create_method(name, card, params.get(name)), target, mode, compile_networks)
         except MethodError as exc:  # a method that cannot be built here
             print(f"[iteration_cost] skipping {name}: {exc}", flush=True)
             continue
@@ -140,20 +161,20 @@ def measure_iteration_cost(card, methods: Sequence[str], *, repeats: int = 10, w
         optimizer = build_optimizer(method.parameters(), config)
         batch = trainer_batch(method, card, batch_labeled=config.batch_labeled,
                               batch_unlabeled=config.batch_unlabeled, seed=seed)
-        runs[name] = (method, optimizer, _to(batch, target))
+        runs[name] = (method, optimizer, _to(batch, target, mode))
         if name == "supervised":  # the papers' baseline step: a full batch, all labelled
             torch.manual_seed(seed)
-            full = create_method(name, card).to(target)
+            full = _prepared(create_method(name, card), target, mode, compile_networks)
             full.set_training(True)
             whole = trainer_batch(full, card, batch_labeled=config.batch_labeled + config.batch_unlabeled,
                                   batch_unlabeled=0, seed=seed)
-            runs[FULL_BATCH] = (full, build_optimizer(full.parameters(), config), _to(whole, target))
+            runs[FULL_BATCH] = (full, build_optimizer(full.parameters(), config), _to(whole, target, mode))
     times: dict[str, list[float]] = {name: [] for name in runs}
     total = warmup + repeats
     for iteration in range(total):
         step = StepInfo(iteration, total, 1e-3)
         for name, (method, optimizer, batch) in runs.items():
-            seconds = _one_iteration(method, optimizer, batch, step, target)
+            seconds = _one_iteration(method, optimizer, batch, step, target, mode)
             if iteration >= warmup:
                 times[name].append(seconds)
     scratch.cleanup()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds benchmarks/
 
-from benchmarks import inference_speed, iteration_cost, memory, pseudo_throughput, quality_la  # noqa: E402
+from benchmarks import finetune_gain, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la  # noqa: E402
 from benchmarks._common import RESULTS_ENV, read_la_case  # noqa: E402
 from napari_semiseg.engine.cards import load_card  # noqa: E402
 from napari_semiseg.engine.training import read_events  # noqa: E402
@@ -121,6 +122,57 @@ def test_quality_la_atso_starts_from_the_supervised_run_and_spends_the_budget(tm
         assert final.parent_id == m0.id, "the final model is fine-tuned from M0"
         pseudo_cases = {c for c in cases[1:5] if project.latest_label(c, kinds="pseudo") is not None}
     assert pseudo_cases == set(cases[1:5]), "every reference case was pseudo-labelled"
+
+
+def test_finetune_gain_starts_every_run_from_m0_with_one_schedule_and_reports_the_gain(fake_la):
+    """N = 1 of 2 training cases, one seed: M0, then the control and PLC-KD from its weights."""
+    (fake_la / "data" / "LA" / "other.list").write_text("CASE00\nCASE01\n")
+    summary = finetune_gain.run(fake_la / "data", labeled=(1,), methods=("plc-kd",), seeds=1,
+                                m0_iterations=2, iterations=2, validate_every=2,
+                                eval_list=str(fake_la / "data" / "LA" / "other.list"))
+    out = fake_la / "results" / "finetune_gain" / "cpu"
+    recipe = ("optimizer", "lr", "schedule", "weight_decay", "iterations", "batch_labeled", "validate_every")
+    runs = out / "N1" / "seed1337"
+    control = json.loads((runs / "control" / "config.json").read_text())
+    for name in ("control", "plc-kd"):
+        config = json.loads((runs / name / "config.json").read_text())
+        assert Path(config["init_from"]).resolve() == quality_la.best_model_file(runs / "m0").resolve()
+        assert [config[k] for k in recipe] == [control[k] for k in recipe], "the control's schedule"
+        assert config["seed"] == 1337
+    with Project.open(out / "N1" / "seed1337" / "plc-kd" / finetune_gain.TEACHER_PROJECT) as project:
+        teacher = project.model(project.soft_labels()[0].model_id)
+        assert {soft.case_id for soft in project.soft_labels()} == set(CASES[:2]), "training cases only"
+    assert Path(teacher.config["output_dir"]).resolve() == (out / "N1" / "seed1337" / "m0").resolve()
+    rows = {(r["split"], r["run"]): r for r in summary}
+    assert set(rows) == {(split, run) for split in ("validation", "other.list")
+                         for run in ("m0", "control", "plc-kd")}
+    assert all(r["seeds"] == 1 and 0.0 <= r["dice_mean"] <= 1.0 for r in summary)
+    per_run = {(r["split"], r["run"]): float(r["dice"]) for r in _rows(out / "per_run.csv")}
+    gain = 100 * (per_run["validation", "plc-kd"] - per_run["validation", "control"])
+    assert rows["validation", "plc-kd"]["gain_vs_control_pts"] == pytest.approx(gain, abs=1e-6)
+    assert np.isnan(rows["validation", "control"]["gain_vs_control_pts"]) and np.isnan(rows["validation", "m0"]["gain_vs_control_pts"])
+    assert {r["case"] for r in _rows(out / "per_case.csv") if r["split"] == "other.list"} == {"CASE00", "CASE01"}
+    text = (out / "summary.md").read_text()
+    m0_cell = f"{100 * rows['validation', 'm0']['dice_mean']:.1f} ± {100 * rows['validation', 'm0']['dice_std']:.1f}"
+    assert f"| m0 | {m0_cell} |" in text, "the Dice table the README quotes"
+    assert (out / "validation_dice.png").stat().st_size > 0
+
+
+def test_finetune_gain_pairs_each_methods_gain_with_the_control_of_its_seed():
+    per_run = [{"split": "validation", "N": 8, "seed": seed, "run": run, "dice": dice, "train_s": 1.0}
+               for seed, dice_by_run in ((1, {"m0": 0.50, "control": 0.52, "ua-mt": 0.56}),
+                                         (2, {"m0": 0.40, "control": 0.46, "ua-mt": 0.47}),
+                                         (3, {"m0": 0.45, "control": 0.49, "ua-mt": 0.49}))
+               for run, dice in dice_by_run.items()]
+    rows = {r["run"]: r for r in finetune_gain.summarise(per_run)}
+    # gains 4, 1, 0 points: mean 5/3, sample std sqrt(((7/3)² + (2/3)² + (5/3)²) / 2) = sqrt(13/3)
+    assert rows["ua-mt"]["gain_vs_control_pts"] == pytest.approx(5 / 3)
+    assert rows["ua-mt"]["gain_std_pts"] == pytest.approx((13 / 3) ** 0.5)
+    assert rows["ua-mt"]["seeds_above_control"] == 2
+    assert rows["control"]["dice_mean"] == pytest.approx(0.49) and rows["control"]["dice_std"] == pytest.approx(0.03)
+    assert np.isnan(rows["m0"]["gain_vs_control_pts"])
+    assert finetune_gain.dice_table(list(rows.values()), "validation")[2] == {"run": "ua-mt",
+                                                                              "N=8": "50.7 ± 4.7 (+1.7 ± 2.1)"}
 
 
 def test_inference_speed_compares_both_grids(fake_la):

@@ -40,7 +40,8 @@ from ._engine_common import (REFERENCE_KINDS, StatusLine, check_cases, check_dev
 #: TrainConfig fields a ``--param`` may set; every other key is a method hyperparameter.
 CONFIG_PARAMS = ("batch_labeled", "batch_unlabeled", "optimizer", "lr", "momentum", "weight_decay",
                  "schedule", "step_size", "gamma", "poly_horizon", "poly_power", "seed", "validate_every",
-                 "checkpoint_every", "num_workers", "cache_volumes", "deterministic", "log_every")
+                 "checkpoint_every", "num_workers", "cache_volumes", "deterministic", "log_every",
+                 "channels_last", "compile")
 #: One labelled case in this many is carved out for validation when nothing else says which.
 CARVE_ONE_IN = 5
 INTERRUPTED = 130
@@ -69,6 +70,9 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None,
                         help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto; "
                              "with --resume, the run's)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
+                        help="auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32 (default: the "
+                             "card's recipe; with --resume, the run's)")
     parser.add_argument("--resume", metavar="RUN|CHECKPOINT",
                         help="continue a stopped (or finished) run: its run id, its folder, or a "
                              "checkpoint.pt")
@@ -222,6 +226,8 @@ def new_config(project, args: argparse.Namespace, run_dir: Path):
     check_device(device)
     choice = choose_cases(project, args.labeled, args.validation_cases, args.validation_count)
     extra = {"iterations": args.iterations} if args.iterations else {}
+    if args.precision:
+        extra["precision"] = args.precision
     if parent is not None:
         extra.update(init_from=str(parent.checkpoint_path), parent_model_id=parent.id)
     config = TrainConfig.from_card(card, run_dir, method=method, method_params=method_params, device=device,
@@ -255,7 +261,8 @@ def resumed_config(project, args: argparse.Namespace):
     device = args.device or config.device
     check_device(device)
     config = dataclasses.replace(config, resume_from=str(checkpoint_path), iterations=iterations, device=device,
-                                 output_dir=str(_resumed_run_folder(project, checkpoint_path)))
+                                 output_dir=str(_resumed_run_folder(project, checkpoint_path)),
+                                 precision=args.precision or config.precision)
     return config, previous
 
 

@@ -35,6 +35,8 @@ INTENSITIES = ("zscore", "zscore-once", "window", "none")
 BLENDINGS = ("constant", "gaussian")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "poly", "constant")
+#: Compute precision of a recipe (engine/_compute.py says what "auto" means on each device).
+PRECISIONS = ("auto", "bf16", "fp32")
 TOP_LEVEL_KEYS = ("name", "description", "modality", "network", "patch_size", "preprocessing",
                   "inference", "training", "source")
 
@@ -133,6 +135,7 @@ class TrainingSpec:
         poly_horizon: for ``"poly"``; None means ``iterations``.
         validate_every, checkpoint_every: in iterations.
         seed: random seed.
+        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on the CPU), ``"bf16"`` or ``"fp32"``.
         method_params: hyperparameters of the default method.
     """
 
@@ -151,6 +154,7 @@ class TrainingSpec:
     validate_every: int = 200
     checkpoint_every: int = 500
     seed: int = 1337
+    precision: str = "auto"
     method_params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -305,6 +309,7 @@ def _validate_inference(inf: InferenceSpec, patch: tuple[int, int, int], where: 
 def _validate_training(tr: TrainingSpec, where: str) -> None:
     _one_of(tr.optimizer, OPTIMIZERS, where, "training.optimizer")
     _one_of(tr.schedule, SCHEDULES, where, "training.schedule")
+    _one_of(tr.precision, PRECISIONS, where, "training.precision")
     _require(tr.iterations >= 1 and tr.batch_labeled >= 1 and tr.batch_unlabeled >= 0, where,
              "training needs iterations ≥ 1, batch_labeled ≥ 1 and batch_unlabeled ≥ 0")
     _require(tr.lr > 0 and tr.step_size >= 1 and tr.validate_every >= 1 and tr.checkpoint_every >= 1, where,

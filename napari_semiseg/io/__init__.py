@@ -5,16 +5,27 @@ direction is SimpleITK's (x, y, z) row-major 3×3 matrix. Every failure a user c
 ``napari_semiseg.errors.VolumeError`` reading "PATH: problem".
 """
 
+import importlib
+
 from ..errors import GeometryMismatchError, VolumeError
 from ._atomic import atomic_path, atomic_write_bytes, atomic_write_with, fsync_directory
-from ._dicom import list_dicom_series
 from ._formats import SUFFIX_FORMATS, WRITABLE_SUFFIXES, detect_format
 from ._h5 import LA_SPACING_MM
 from ._la import LA_CASE_FILE, LA_TRAINING_FOLDER, LACase, la_case_paths, read_case_list
-from ._read import read_label, read_volume
 from ._validate import check_finite, check_real, label_storage_dtype, validate_label
 from ._volume import IDENTITY_DIRECTION, Geometry, Volume
-from ._write import write_label, write_volume
+
+#: The readers and writers built on SimpleITK, imported when first used: the engine needs only
+#: ``Volume`` and atomic writes from here, and a machine that only trains and predicts on
+#: arrays (a GPU box without SimpleITK, ``benchmarks/gpu_check.py``) can then do without it.
+_SIMPLEITK_BACKED = {"list_dicom_series": "._dicom", "read_label": "._read", "read_volume": "._read",
+                     "write_label": "._write", "write_volume": "._write"}
+
+
+def __getattr__(name: str):
+    if name in _SIMPLEITK_BACKED:
+        return getattr(importlib.import_module(_SIMPLEITK_BACKED[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "IDENTITY_DIRECTION", "LA_CASE_FILE", "LA_SPACING_MM", "LA_TRAINING_FOLDER",

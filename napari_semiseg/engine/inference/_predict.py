@@ -13,6 +13,7 @@ result. Closing the generator (a napari worker's ``quit``) also stops it between
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from functools import partial
@@ -26,7 +27,9 @@ from torch import nn
 
 from ...errors import SemisegError
 from ...io._volume import Geometry, Volume
-from ._device import InferenceMemoryWarning, memory_fallbacks, release_cached_memory, resolve_device
+from .._compute import ComputeMode, network_memory_format
+from ._device import (InferenceMemoryWarning, memory_fallbacks, release_cached_memory, resolve_device,
+                      window_batch_for_memory)
 from ...errors import Cancelled  # noqa: F401  (re-exported)
 from ._postprocess import hard_labels, keep_largest_component
 from ._preprocess import prepare_input, to_input_grid
@@ -76,6 +79,8 @@ class Prediction:
         window_batch: windows per network call in the sweep that succeeded.
         device: where the windows ran.
         grid: the window grid, in words.
+        precision: ``"bf16"`` (autocast windows, float32 blending) or ``"fp32"``.
+        channels_last: whether the network ran in ``channels_last_3d``.
     """
 
     labels: np.ndarray
@@ -89,6 +94,8 @@ class Prediction:
     window_batch: int = 1
     device: str = "cpu"
     grid: str = ""
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def foreground_probability(self) -> np.ndarray:
         """float32 (z, y, x): probability of any foreground class, 1 − p(background)."""
@@ -108,24 +115,39 @@ class _Sweep:
     passes: int
     mc_dropout: bool
     windows: int                 # per pass
+    precision: str = "auto"
+    channels_last: bool | None = None
+
+    def mode(self, device: torch.device) -> ComputeMode:
+        return ComputeMode.resolve(device, precision=self.precision, channels_last=self.channels_last)
 
 
 class _WindowPredictor:
     """The callable MONAI calls per window batch: logits → softmax, then report the step.
 
     Softmax is applied here so that MONAI averages probabilities, not logits, as the papers do.
+    With ``passes`` > 1 (MC dropout on CUDA) each window batch runs all passes in one network
+    call and comes back as (B, passes·K, ...): MONAI blends every pass's channels exactly as
+    separate sweeps would.
     """
 
-    def __init__(self, net: nn.Module, step: Callable, done: int, total: int):
+    def __init__(self, net: nn.Module, step: Callable, done: int, total: int,
+                 mode: ComputeMode = ComputeMode(), passes: int = 1):
         self.net, self.step, self.done, self.total = net, step, done, total
+        self.mode, self.passes = mode, passes
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
-        logits = self.net(windows)
+        batch = windows.shape[0]
+        inputs = windows.repeat(self.passes, 1, 1, 1, 1) if self.passes > 1 else windows
+        with self.mode.autocast():
+            logits = self.net(self.mode.prepare_input(inputs))
         if isinstance(logits, (tuple, list)):  # tolerate (logits, features) networks
             logits = logits[0]
-        _check_logits(logits, windows)
+        _check_logits(logits, inputs)
         probabilities = torch.softmax(logits.float(), dim=1)
-        self.done += windows.shape[0]
+        if self.passes > 1:  # (T·B, K, ...) → (B, T·K, ...), pass-major channels
+            probabilities = probabilities.unflatten(0, (self.passes, batch)).transpose(0, 1).flatten(1, 2)
+        self.done += inputs.shape[0]
         self.step(InferenceProgress(self.done, self.total))
         return probabilities
 
@@ -147,6 +169,8 @@ def _run_sweep(sweep: _Sweep, device: torch.device, window_batch: int, step: Cal
 
     Runs in the stepwise thread: inference mode and the network's modes are set here.
     """
+    if device.type == "cuda":
+        return _run_sweep_on_device(sweep, device, window_batch, step)
     total = sweep.windows * sweep.passes
     stats = McStatistics()
     with torch.inference_mode(), evaluation_mode(sweep.net, mc_dropout=sweep.mc_dropout):
@@ -162,6 +186,25 @@ def _run_sweep(sweep: _Sweep, device: torch.device, window_batch: int, step: Cal
             stats.add(probabilities)
             del probabilities
     return stats.mean(), stats.foreground_variance()
+
+
+def _run_sweep_on_device(sweep: _Sweep, device: torch.device, window_batch: int,
+                         step: Callable[[InferenceProgress], None]):
+    """``_run_sweep`` on CUDA: the image goes over once; windows, blending and the MC statistics
+    stay on the device (all passes of a window batch in one call); results stay there too."""
+    mode = sweep.mode(device)
+    with torch.inference_mode(), evaluation_mode(sweep.net, mc_dropout=sweep.mc_dropout):
+        sweep.net.to(device)
+        with network_memory_format(sweep.net, mode):
+            predictor = _WindowPredictor(sweep.net, step, 0, sweep.windows * sweep.passes, mode, sweep.passes)
+            blended = sliding_window_inference(
+                sweep.image.to(device), sweep.grid.patch, window_batch, predictor, overlap=sweep.grid.overlap,
+                mode=sweep.blending, padding_mode="constant", cval=0.0, sw_device=device, device=device)[0]
+    if sweep.passes == 1:
+        return blended, None
+    samples = blended.unflatten(0, (sweep.passes, -1))  # (T, K, z, y, x)
+    foreground = 1.0 - samples[:, 0]
+    return samples.mean(dim=0), foreground.var(dim=0, unbiased=False).clamp_(min=0.0)
 
 
 def _module_device(net: nn.Module) -> torch.device | None:
@@ -211,7 +254,8 @@ def _until_stopped(reports: Generator, should_stop: Callable[[], bool] | None) -
 def iter_predict_volume(net: nn.Module, volume: Volume, card, *, device="auto", stride=None, overlap=None,
                         mc_samples: int = 0, largest_component: bool | None = None,
                         window_batch: int | None = None,
-                        should_stop: Callable[[], bool] | None = None
+                        should_stop: Callable[[], bool] | None = None, precision: str = "auto",
+                        channels_last: bool | None = None
                         ) -> Generator[InferenceProgress | Prediction, None, Prediction]:
     """Predict a whole volume, yielding progress; the last item yielded is the ``Prediction``.
 
@@ -222,13 +266,20 @@ def iter_predict_volume(net: nn.Module, volume: Volume, card, *, device="auto", 
         volume: the (z, y, x) input; its grid is the output's grid.
         card: a ``ModelCard``: preprocessing, patch, grid, blending, window batch, LCC.
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda[:N]" or a torch.device.
-            The volume and the accumulated outputs stay on the CPU; windows travel.
+            On the CPU the accumulated outputs are built window batch by window batch; on
+            CUDA the preprocessed volume goes to the device once and everything (blending,
+            MC statistics, resampling back, softmax, entropy, argmax) stays there until one
+            copy back.
         stride: an exact integer window step (int or (z, y, x)): the papers' grid.
         overlap: a window overlap fraction instead. Neither: the card's stride, else its overlap.
         mc_samples: T > 0 runs T sweeps with dropout sampling and reports the variance.
         largest_component: keep each class's largest component; None: the card's choice.
-        window_batch: windows per network call (device memory grows with it); None: the card's.
+        window_batch: windows per network call (device memory grows with it); None: the
+            card's on the CPU, sized from the free memory on CUDA.
         should_stop: asked between window batches; True raises ``Cancelled``.
+        precision: "auto" (bf16 autocast windows on CUDA, fp32 on the CPU), "bf16" or "fp32";
+            probabilities are blended in float32 either way.
+        channels_last: run the network in ``channels_last_3d``; None: on CUDA only.
 
     Yields:
         ``InferenceProgress`` reports (0 done first, then after every window batch), then
@@ -244,32 +295,37 @@ def iter_predict_volume(net: nn.Module, volume: Volume, card, *, device="auto", 
     target = resolve_device(device)
     grid = grid_for_card(card, stride=stride, overlap=overlap)
     passes = max(1, int(mc_samples))
-    sweep = _prepare_sweep(net, volume, card, grid, passes, mc_samples > 0)
+    sweep = _prepare_sweep(net, volume, card, grid, passes, mc_samples > 0, precision, channels_last)
+    if window_batch is None:
+        window_batch = window_batch_for_memory(target, card, passes) or card.inference.window_batch
     yield InferenceProgress(0, sweep.windows * passes, f"{grid.describe()}; {sweep.windows} windows"
                             + (f" × {passes} MC samples" if passes > 1 else ""))
     home = _module_device(net)
     try:
         probabilities, variance, used_device, used_batch = yield from _sweep_with_fallbacks(
-            sweep, target, window_batch or card.inference.window_batch, should_stop)
+            sweep, target, window_batch, should_stop)
     finally:
         if home is not None:
             net.to(home)
-    windows = sweep.windows
+    windows, mode = sweep.windows, sweep.mode(used_device)
     del sweep  # frees the network image before the full-size outputs are built
     lcc = card.inference.largest_component if largest_component is None else largest_component
-    labels, probabilities, uncertainty, variance = _finish(probabilities, variance, volume.shape, lcc)
+    finish = _finish_on_device if probabilities.device.type == "cuda" else _finish
+    labels, probabilities, uncertainty, variance = finish(probabilities, variance, volume.shape, lcc)
     prediction = Prediction(labels, probabilities, uncertainty, volume.geometry, variance,
                             seconds=time.perf_counter() - started, windows=windows, passes=passes,
-                            window_batch=used_batch, device=str(used_device), grid=grid.describe())
+                            window_batch=used_batch, device=str(used_device), grid=grid.describe(),
+                            precision=mode.precision, channels_last=mode.channels_last)
     yield prediction
     return prediction
 
 
-def _prepare_sweep(net, volume: Volume, card, grid: WindowGrid, passes: int, mc_dropout: bool) -> _Sweep:
+def _prepare_sweep(net, volume: Volume, card, grid: WindowGrid, passes: int, mc_dropout: bool,
+                   precision: str = "auto", channels_last: bool | None = None) -> _Sweep:
     network_input = prepare_input(volume, card.preprocessing)
     image = torch.from_numpy(network_input.image)[None, None]
     return _Sweep(net, image, grid, card.inference.blending, passes, mc_dropout,
-                  grid.count(network_input.image.shape))
+                  grid.count(network_input.image.shape), precision, channels_last)
 
 
 def _finish(probabilities: torch.Tensor, variance: torch.Tensor | None, shape, largest_component: bool):
@@ -284,10 +340,27 @@ def _finish(probabilities: torch.Tensor, variance: torch.Tensor | None, shape, l
     return labels, probabilities.numpy(), uncertainty, variance
 
 
+def _finish_on_device(probabilities: torch.Tensor, variance: torch.Tensor | None, shape, largest_component: bool):
+    """``_finish`` for CUDA maps: resampling, argmax and entropy on the device, then one copy back
+    of probabilities, entropy, labels (exact as floats) and variance stacked together."""
+    probabilities = to_input_grid(probabilities, shape)
+    k = probabilities.shape[0]
+    entropy = (-torch.special.xlogy(probabilities, probabilities).sum(dim=0) / math.log(k)).clamp_(0.0, 1.0)
+    maps = [probabilities, entropy[None], probabilities.argmax(dim=0)[None].float()]
+    if variance is not None:
+        maps.append(to_input_grid(variance[None], shape).clamp(min=0.0))
+    host = torch.cat(maps).cpu().numpy()
+    labels = host[k + 1].astype(np.uint8)
+    if largest_component:
+        keep_largest_component(labels)
+    return labels, host[:k], host[k], (host[k + 2] if variance is not None else None)
+
+
 def predict_volume(net: nn.Module, volume: Volume, card, *, device="auto", stride=None, overlap=None,
                    mc_samples: int = 0, largest_component: bool | None = None, window_batch: int | None = None,
                    progress: Callable[[InferenceProgress], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> Prediction:
+                   should_stop: Callable[[], bool] | None = None, precision: str = "auto",
+                   channels_last: bool | None = None) -> Prediction:
     """Predict a whole volume; see ``iter_predict_volume`` for the arguments.
 
     Args:
@@ -299,7 +372,8 @@ def predict_volume(net: nn.Module, volume: Volume, card, *, device="auto", strid
     """
     for item in iter_predict_volume(net, volume, card, device=device, stride=stride, overlap=overlap,
                                     mc_samples=mc_samples, largest_component=largest_component,
-                                    window_batch=window_batch, should_stop=should_stop):
+                                    window_batch=window_batch, should_stop=should_stop, precision=precision,
+                                    channels_last=channels_last):
         if isinstance(item, Prediction):
             return item
         if progress is not None:

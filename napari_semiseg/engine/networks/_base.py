@@ -94,7 +94,10 @@ class SegmentationNetwork(nn.Module):
         Returns:
             (logits (B, K, Z, Y, X), feature (B, feature_channels, Z, Y, X)).
         """
-        return self._decoder(branch)(list(features), dropout)
+        logits, feature = self._decoder(branch)(list(features), dropout)
+        # Under bf16 autocast the convolutions return bf16: losses, softmax and prototypes get
+        # float32 (a no-op when the network runs in float32).
+        return logits.float(), feature.float()
 
     def forward(self, x: Tensor, *, output: str = "logits", perturb: FeaturePerturbation | None = None,
                 decoder_dropout: bool = True):

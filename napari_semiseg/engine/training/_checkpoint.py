@@ -9,12 +9,13 @@ tensors and tuples of ints for that reason.
     format, version, iteration (steps done), method, deployed (network name),
     method_state {networks: {name: state_dict}, extra}, optimizer (state_dict),
     rng [per DDP rank: {torch, numpy, python, cuda?}], config (TrainConfig.to_dict()),
-    validation {history, best_dice, best_iteration}
+    validation {history, best_dice, best_iteration},
+    compute {precision, channels_last, deterministic, device} (the trainer adds it: "auto" resolved)
 
 ``model.pt`` (what a model version keeps; ``load_model`` rebuilds the network)::
 
     format, version, card, network_spec, method, method_params, network (state_dict),
-    iteration, metrics, config
+    iteration, metrics, config, compute (as in the checkpoint)
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import SemisegError
 from ...io import atomic_write_bytes
-from ..cards import OPTIMIZERS, SCHEDULES, ModelCard, card_from_dict
+from ..cards import OPTIMIZERS, PRECISIONS, SCHEDULES, ModelCard, card_from_dict
 
 CONFIG_FILE = "config.json"
 
@@ -88,10 +88,16 @@ class TrainConfig:
         checkpoint_every: a resumable checkpoint every N steps (and at stop and end); 0 = only then.
         resume_from: a checkpoint to continue from (weights, optimiser, step, RNG states).
         num_workers: data-loading processes (0 = in the training process); each holds its
-            own cache of ``cache_volumes`` volumes.
+            own cache of ``cache_volumes`` volumes. None: 0 on the CPU; on CUDA one per two
+            CPU cores (at most 8), pinned and prefetched, so that the GPU never waits.
         cache_volumes: preprocessed volumes kept in memory per process (LRU); the rest stay
             on disk. Memory ≈ cache_volumes × the largest preprocessed volume (float32).
         deterministic: deterministic algorithms (bitwise-repeatable on CPU; slower on CUDA).
+            None: True on the CPU, False on CUDA (then ``cudnn.benchmark`` picks kernels).
+        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on the CPU), ``"bf16"``, ``"fp32"``.
+        channels_last: networks and inputs in ``channels_last_3d``; None: on CUDA only.
+        compile: ``torch.compile`` the trainable networks (CUDA only; off by default: it
+            costs start-up time and pays only where ``benchmarks/gpu_check.py`` says so).
         data: the cases by file (needed for a child process); in-process callers may pass
             a ``TrainingData`` to ``train`` instead.
         parent_model_id: the project model version this run fine-tunes (recorded).
@@ -121,9 +127,12 @@ class TrainConfig:
     validate_every: int = 200
     checkpoint_every: int = 500
     resume_from: str | None = None
-    num_workers: int = 0
+    num_workers: int | None = None
     cache_volumes: int = 8
-    deterministic: bool = True
+    deterministic: bool | None = None
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
     data: DataSpec | None = None
     parent_model_id: int | None = None
     init_from: str | None = None
@@ -160,7 +169,9 @@ class TrainConfig:
             problems.append("lr must be > 0 and step_size ≥ 1")
         if self.poly_horizon is not None and self.poly_horizon < 1:
             problems.append("poly_horizon must be ≥ 1")
-        if min(self.validate_every, self.checkpoint_every, self.num_workers) < 0:
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if min(self.validate_every, self.checkpoint_every, self.num_workers or 0) < 0:
             problems.append("validate_every, checkpoint_every and num_workers must be ≥ 0")
         if self.cache_volumes < 1 or self.log_every < 1:
             problems.append("cache_volumes and log_every must be ≥ 1")

@@ -11,9 +11,13 @@ Every event has ``event`` (its type) and ``time`` (Unix seconds). Per type:
 ``start``      ``iteration`` (first step to run, 0 unless resumed), ``iterations`` (total),
                ``method``, ``method_params``, ``card``, ``device``, ``world_size``,
                ``run_dir``, ``resumed_from`` (path or null), ``n_labeled``,
-               ``n_unlabeled``, ``n_validation``
+               ``n_unlabeled``, ``n_validation``, ``precision`` ("bf16"/"fp32"),
+               ``deterministic``, ``channels_last``, ``num_workers``, ``compile``
+               (the run's settings with "auto" resolved on its device)
 ``iteration``  ``iteration`` (steps done, 1-based), ``losses`` {name: float}, ``lr``,
-               ``eta_s`` (seconds left at the current pace), ``elapsed_s``
+               ``eta_s`` (seconds left at the current pace), ``elapsed_s``,
+               ``data_wait`` (share 0..1 of the steps since the last event spent
+               waiting for their batch)
 ``validation`` ``iteration``, ``dice`` (mean over cases and foreground classes),
                ``per_case`` {case_id: dice}, ``best_dice``, ``best_iteration``
 ``checkpoint`` ``iteration``, ``path``
@@ -39,8 +43,9 @@ EVENT_TYPES = ("start", "iteration", "validation", "checkpoint", "stopped", "fin
 #: Fields each event type carries besides ``event`` and ``time``.
 EVENT_FIELDS = {
     "start": ("iteration", "iterations", "method", "method_params", "card", "device", "world_size", "run_dir",
-              "resumed_from", "n_labeled", "n_unlabeled", "n_validation"),
-    "iteration": ("iteration", "losses", "lr", "eta_s", "elapsed_s"),
+              "resumed_from", "n_labeled", "n_unlabeled", "n_validation", "precision", "deterministic",
+              "channels_last", "num_workers", "compile"),
+    "iteration": ("iteration", "losses", "lr", "eta_s", "elapsed_s", "data_wait"),
     "validation": ("iteration", "dice", "per_case", "best_dice", "best_iteration"),
     "checkpoint": ("iteration", "path"),
     "stopped": ("iteration", "checkpoint", "model", "reason", "metrics"),

@@ -15,8 +15,8 @@ and resuming for N more gives the same weights as 2N steps at once (bitwise on C
 
 from __future__ import annotations
 
-import contextlib
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ...errors import SemisegError
+from .._compute import ComputeMode
 from ..methods import Batch, Method, StepInfo, create_method
 from ._batches import BatchDataset, make_loader
 from ._checkpoint import (BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, capture_rng_state, load_checkpoint,
@@ -119,7 +120,7 @@ def train(config: TrainConfig, data: TrainingData | None = None, *, progress: Pr
                       progress if context.is_main else None)
     run = None
     try:
-        with _deterministic(config.deterministic, context.device):
+        with compute_mode(config, context.device).kernels():
             stop = StopSignal(config.run_dir, should_stop, handle_signals)
             with stop.installed():
                 run = _Run(config, data, context, events, stop, network_factory)
@@ -134,23 +135,20 @@ def train(config: TrainConfig, data: TrainingData | None = None, *, progress: Pr
         shutdown(context)
 
 
-@contextlib.contextmanager
-def _deterministic(enabled: bool, device: torch.device):
-    """Deterministic kernels for the duration of the run (then the caller's settings again)."""
-    if not enabled:
-        yield
-        return
-    previous = (torch.are_deterministic_algorithms_enabled(),
-                torch.is_deterministic_algorithms_warn_only_enabled(),
-                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    # warn_only: an op without a deterministic kernel warns instead of failing the run.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2], previous[3]
+def compute_mode(config: TrainConfig, device: torch.device) -> ComputeMode:
+    """The run's precision, memory format and kernel determinism on ``device`` ("auto" resolved)."""
+    return ComputeMode.resolve(device, precision=config.precision, channels_last=config.channels_last,
+                               deterministic=config.deterministic)
+
+
+def resolve_num_workers(num_workers: int | None, device: torch.device) -> int:
+    """None: batches in the training process on the CPU (today's default, no extra memory);
+    on CUDA one worker per two cores, at most 8, so that building batches never stalls the GPU."""
+    if num_workers is not None:
+        return int(num_workers)
+    if device.type != "cuda":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 def _process_seed(seed: int, rank: int) -> int:
@@ -165,6 +163,8 @@ class _Run:
                  events: EventLog, stop: StopSignal, network_factory: Callable | None):
         self.config, self.context, self.events, self.stop = config, context, events, stop
         self.network_factory = network_factory
+        self.compute = compute_mode(config, context.device)
+        self.num_workers = resolve_num_workers(config.num_workers, context.device)
         self.data = self._data(data)
         self.done = 0
         self.history: list[dict[str, Any]] = []
@@ -196,13 +196,22 @@ class _Run:
         elif config.init_from:
             self.method.initialize_from(load_model_weights(config.init_from)[0])
         self.method.to(context.device)
+        for network in self.method.networks.values():
+            self.compute.prepare_network(network)
         self.optimizer = build_optimizer(self.method.parameters(), config)
         if checkpoint is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             self.done = int(checkpoint["iteration"])
             self.validation = checkpoint.get("validation", self.validation)
         self._seed_process(checkpoint)
-        self.method.wrap_trainable(ddp_wrapper(context))
+        self.method.wrap_trainable(self._wrapper())
+
+    def _wrapper(self) -> Callable:
+        """DDP around each trainable network, then ``torch.compile`` when the run asks (CUDA only)."""
+        wrap = ddp_wrapper(self.context)
+        if not (self.config.compile and self.context.device.type == "cuda"):
+            return wrap
+        return lambda module, find_unused: torch.compile(wrap(module, find_unused))
 
     def _check_resumable(self, checkpoint: dict) -> None:
         if checkpoint["method"] != self.config.method:
@@ -228,7 +237,7 @@ class _Run:
         dataset = BatchDataset(data, config.card, schedule, cache_volumes=config.cache_volumes, views=views,
                                unlabeled_streams=self.method.unlabeled_streams if self.uses_unlabeled else ())
         self.dataset = dataset
-        return make_loader(dataset, self.done, config.iterations, num_workers=config.num_workers,
+        return make_loader(dataset, self.done, config.iterations, num_workers=self.num_workers,
                            pin_memory=self.context.device.type == "cuda")
 
     # -- the run ---------------------------------------------------------------------------------------
@@ -241,11 +250,17 @@ class _Run:
         self.started = time.perf_counter()
         self.first = self.done
         batches = iter(self._loader())
+        self.waited = self.busy = 0.0  # seconds waiting for batches / in whole steps, since the last event
         for step in range(self.done, self.config.iterations):
             reason = self._stop_reason()
             if reason is not None:
                 return self._end("stopped", reason)
-            self._step(step, next(batches))
+            asked = time.perf_counter()
+            raw = next(batches)
+            self.waited += time.perf_counter() - asked
+            self.step_started = asked
+            self._step(step, raw)
+            self.busy += time.perf_counter() - self.step_started
             if self._due(self.config.validate_every) and not self._validate():
                 return self._end("stopped", self.stop.reason() or "requested")
             if self._due(self.config.checkpoint_every) and self.done < self.config.iterations:
@@ -254,16 +269,17 @@ class _Run:
         return self._end("finished", None)
 
     def _step(self, step: int, raw: dict) -> None:
-        device = self.context.device
-        batch = Batch(image=raw["image"].to(device, non_blocking=True),
+        device, mode = self.context.device, self.compute
+        batch = Batch(image=mode.prepare_input(raw["image"].to(device, non_blocking=True)),
                       label=raw["label"].to(device, non_blocking=True), n_labeled=int(raw["label"].shape[0]),
-                      extra={k: v.to(device, non_blocking=True) for k, v in raw["extra"].items()})
+                      extra={k: mode.prepare_input(v.to(device, non_blocking=True)) for k, v in raw["extra"].items()})
         lr = learning_rate(self.config, step)
         set_learning_rate(self.optimizer, lr)
         info = StepInfo(step, self.config.iterations, lr)
         self.method.set_training(True)
         self.optimizer.zero_grad(set_to_none=True)
-        losses = self.method.training_step(batch, info)
+        with self.compute.autocast():  # forward passes in bf16 on CUDA; losses stay fp32 (see _compute)
+            losses = self.method.training_step(batch, info)
         total = self._checked_total(losses, step)
         total.backward()
         self.optimizer.step()
@@ -275,7 +291,19 @@ class _Run:
             elapsed = time.perf_counter() - self.started
             eta = elapsed / (self.done - self.first) * (self.config.iterations - self.done)
             self._emit("iteration", iteration=self.done, losses=self.last_losses, lr=lr, eta_s=eta,
-                       elapsed_s=elapsed)
+                       elapsed_s=elapsed, data_wait=self._data_wait())
+
+    def _data_wait(self) -> float | None:
+        """Share of the steps since the last event spent waiting for their batch (0..1), then reset.
+
+        The step's own time ends when its losses are read back, which waits for the device,
+        so on CUDA the share is of real step time, not of the time to queue kernels.
+        """
+        now = time.perf_counter()
+        waited, busy = self.waited, self.busy + (now - self.step_started)
+        self.waited = self.busy = 0.0
+        self.step_started = now  # the rest of this step counts towards the next event
+        return waited / busy if busy > 0 else None
 
     def _checked_total(self, losses: dict, step: int) -> torch.Tensor:
         if "total" not in losses:
@@ -305,8 +333,10 @@ class _Run:
             return True
         should_stop = None if self.context.distributed else lambda: self.stop.reason() is not None
         try:
-            result = validate(self.method.deployed_network(), cases, self.config.card, self.context, should_stop)
-            branches = {name: validate(network, cases, self.config.card, self.context, should_stop).dice
+            result = validate(self.method.deployed_network(), cases, self.config.card, self.context, should_stop,
+                              precision=self.compute.precision)
+            branches = {name: validate(network, cases, self.config.card, self.context, should_stop,
+                                       precision=self.compute.precision).dice
                         for name, network in self.method.branch_networks().items()}
         except ValidationStopped:
             return False
@@ -342,14 +372,16 @@ class _Run:
         states = gather_objects(capture_rng_state(), self.context)
         path = self.config.run_dir / CHECKPOINT_FILE
         if self.context.is_main:
-            save_atomically(make_checkpoint(method=self.method, optimizer=self.optimizer, iteration=self.done,
-                                            config_dict=self.config.to_dict(), rng_states=states,
-                                            validation=self.validation), path)
+            payload = make_checkpoint(method=self.method, optimizer=self.optimizer, iteration=self.done,
+                                      config_dict=self.config.to_dict(), rng_states=states,
+                                      validation=self.validation)
+            save_atomically({**payload, "compute": self.compute.to_dict()}, path)
         return path
 
     def _save_model(self, path: Path) -> Path:
-        save_atomically(make_model_payload(method=self.method, iteration=self.done, metrics=self.metrics(),
-                                           config_dict=self.config.to_dict()), path)
+        payload = make_model_payload(method=self.method, iteration=self.done, metrics=self.metrics(),
+                                     config_dict=self.config.to_dict())
+        save_atomically({**payload, "compute": self.compute.to_dict()}, path)
         return path
 
     def _end(self, status: str, reason: str | None) -> TrainResult:
@@ -380,7 +412,9 @@ class _Run:
                    world_size=self.context.world_size, run_dir=str(config.run_dir),
                    resumed_from=config.resume_from, n_labeled=len(self.data.labeled),
                    n_unlabeled=len(self.data.unlabeled) if self.uses_unlabeled else 0,
-                   n_validation=len(self.data.validation))
+                   n_validation=len(self.data.validation), precision=self.compute.precision,
+                   deterministic=self.compute.deterministic, channels_last=self.compute.channels_last,
+                   num_workers=self.num_workers, compile=bool(config.compile and self.context.device.type == "cuda"))
 
 
 __all__ = ["TrainResult", "train"]

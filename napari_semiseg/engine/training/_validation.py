@@ -47,8 +47,10 @@ def case_dice(prediction: np.ndarray, reference: np.ndarray, num_classes: int) -
 
 
 def validate(network: nn.Module, cases: Sequence[CaseSource], card: ModelCard, context: DistributedContext,
-             should_stop: Callable[[], bool] | None = None) -> ValidationResult:
+             should_stop: Callable[[], bool] | None = None, *, precision: str = "auto") -> ValidationResult:
     """Predict this rank's share of ``cases`` and return everyone's Dice.
+
+    ``precision`` is the run's (``predict_volume``'s meaning): bf16 windows on CUDA by default.
 
     Raises:
         ValidationStopped: ``should_stop`` became true between or within cases.
@@ -61,7 +63,8 @@ def validate(network: nn.Module, cases: Sequence[CaseSource], card: ModelCard, c
         image = loaded.image if loaded.image.ndim == 3 else loaded.image[0]
         volume = Volume.from_array(np.asarray(image), spacing=loaded.spacing, zscored=loaded.zscored)
         try:
-            prediction = predict_volume(network, volume, card, device=context.device, should_stop=should_stop)
+            prediction = predict_volume(network, volume, card, device=context.device, should_stop=should_stop,
+                                        precision=precision)
         except Cancelled:
             raise ValidationStopped() from None
         mine[source.case_id] = case_dice(prediction.labels, np.asarray(loaded.label), card.network.num_classes)

@@ -1,0 +1,321 @@
+"""Fine-tune gain on LA: from a supervised M0, does semi-supervised fine-tuning beat more supervised steps? (issue 14)
+
+The product's loop is: a model trained on a few labels, then corrections, then semi-supervised
+fine-tuning with the unlabelled volumes. This measures that last step against its control.
+
+Protocol (per N and seed):
+
+- cases: the 80 ``mri_norm2.h5`` volumes of ``<shared-data>/LA/train.list``; validation = the
+  last 8 (model selection); labelled = the first N (``--labeled``, default 4 and 8);
+  unlabelled = the other 72 − N;
+- **M0** = supervised on the N labels for ``m0_iterations`` steps (the card's recipe), its
+  best-validation weights kept;
+- from M0's weights (``TrainConfig.init_from``), K = ``iterations`` more steps of
+  (a) **control**: supervised on the same N labels, and (b) **each method** with the N labels
+  and the 72 − N unlabelled volumes. Every fine-tuning run has the same optimiser, learning
+  rate and schedule (restarted over the K steps), batch halves, validation steps and seed, so
+  the only difference from the control is the method; each method keeps its own default
+  hyperparameters with its ramps fitted to the K steps (``Method.schedule_for``), as the
+  Fine-tune panel does. (One recipe for all: a method's published optimiser would give the
+  control a different schedule from one method to the next.) PLC-KD distils from M0's soft
+  labels of the 72 training volumes (a teacher project in its run folder, ``_plc_teacher``);
+- each run keeps its best-validation weights; M0, the control and each method are evaluated
+  on the validation split (Dice, Jaccard, 95HD, ASD per case, medpy semantics), and with
+  ``--eval-root/--eval-list`` on that LA split as well;
+- reported: validation Dice of M0, the control and each method, mean ± standard deviation
+  over the seeds, and each method's gain over the control in points, paired by seed (mean ±
+  standard deviation of the per-seed differences); the validation curves (M0, then each
+  fine-tuning run after it), averaged over the seeds.
+
+Settings:
+
+- ``cpu``: the ``cpu-small`` card on volumes downsampled 2× in-plane (as ``quality_la --setting
+  cpu``), M0 300 steps, K = 150, validation every 30 steps. Sized from the step costs measured
+  on 2 cores (RESULTS §1: supervised 0.19 s, the six methods 0.35–1.8 s, 6.2 s for one step of
+  every fine-tuning run) plus validation and PLC-KD's pseudo-labelling: an estimate of about
+  75 minutes for N = 8, every method, 3 seeds, on 2 idle cores (not yet measured end to end);
+  N = 4 is a second command of the same size.
+- ``gpu``: the ``la-vnet`` card at full resolution on CUDA, M0 600 steps, K = 300, validation
+  every 100 steps, one seed by default (``--seeds``), meant to fit about 9 minutes on one GPU
+  (an estimate from the CPU step ratios; check it with ``--labeled 8`` first).
+
+Outputs in ``bench-results/finetune_gain/<setting>/``: one run folder per
+``N<n>/seed<s>/<m0|control|method>`` with its ``events.jsonl``; ``per_case.csv``,
+``per_run.csv`` (one row per run and evaluation split), ``summary.csv`` and ``summary.md`` (the
+table), ``validation_dice.png`` (the curves). A finished run is reused (``--force`` retrains).
+
+Usage::
+
+    python -m benchmarks.finetune_gain --shared-data ../shared/data --setting cpu --labeled 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._common import VALIDATION_CASES, describe_machine, format_table, la_list, register_all_methods, results_dir, \
+    set_threads, write_csv
+from .quality_la import best_model_file, evaluate_run, run_seconds, training_data, validation_curve
+
+SETTINGS = {
+    "cpu": {"card": "cpu-small", "downsample": 2, "m0_iterations": 300, "iterations": 150, "validate_every": 30,
+            "seeds": 3, "device": "cpu"},
+    "gpu": {"card": "la-vnet", "downsample": 1, "m0_iterations": 600, "iterations": 300, "validate_every": 100,
+            "seeds": 1, "device": "cuda"},
+}
+DEFAULT_METHODS = ("mean-teacher", "ua-mt", "ss-net", "crossmatch", "dual-branch-kd", "plc-kd")
+M0, CONTROL = "m0", "control"
+FIRST_SEED = 1337
+#: The project of M0's soft labels inside a plc-kd run folder.
+TEACHER_PROJECT = "teacher-project"
+
+
+def run_folder(out: Path, n_labeled: int, seed: int, name: str) -> Path:
+    """``<out>/N<n>/seed<seed>/<name>``, name = ``m0``, ``control`` or a method."""
+    return out / f"N{n_labeled}" / f"seed{seed}" / name
+
+
+def finished(run_dir: Path) -> bool:
+    events = run_dir / "events.jsonl"
+    return events.is_file() and '"finished"' in events.read_text()
+
+
+def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, *, iterations: int,
+              validate_every: int, seed: int, device: str, init_from: Path | None = None,
+              method_params: dict | None = None, force: bool = False) -> Path:
+    """Train one run into ``run_dir`` unless it already finished; returns the folder.
+
+    Every run of a setting shares the card's optimiser, learning rate and schedule over its own
+    ``iterations``; ``method_params`` are added to the method's defaults and fitted ramps.
+    """
+    from napari_semiseg.engine.cards import load_card
+    from napari_semiseg.engine.methods import get_method
+    from napari_semiseg.engine.training import TrainConfig, train
+    if finished(run_dir) and not force:
+        print(f"[finetune_gain] reusing finished run {run_dir}", flush=True)
+        return run_dir
+    for stale in ("events.jsonl", "checkpoint.pt", "best_model.pt", "model.pt"):
+        (run_dir / stale).unlink(missing_ok=True)
+    params = {**get_method(method).schedule_for(iterations), **(method_params or {})}
+    config = TrainConfig.from_card(load_card(setting["card"]), run_dir, method=method, method_params=params,
+                                   iterations=iterations, validate_every=validate_every, checkpoint_every=0,
+                                   log_every=10, seed=seed, device=device, cache_volumes=len(cases),
+                                   init_from=None if init_from is None else str(init_from))
+    started = time.perf_counter()
+    result = train(config, training_data(cases, n_labeled, setting["downsample"]))
+    print(f"[finetune_gain] {run_dir}: {result.status} after {result.iteration} steps in "
+          f"{time.perf_counter() - started:.0f} s, best validation Dice "
+          f"{result.metrics.get('best_validation_dice', result.metrics.get('validation_dice'))}", flush=True)
+    return run_dir
+
+
+def plc_kd_params(m0_run: Path, run_dir: Path, n_labeled: int, cases, setting: dict, device: str) -> dict:
+    """PLC-KD's ``method_params``: a teacher project of M0's soft labels of the 72 training
+    volumes (never the validation split), in the plc-kd run folder."""
+    from ._plc_teacher import build_teacher_project
+    train_cases = cases[:-VALIDATION_CASES]
+    project = build_teacher_project(run_dir / TEACHER_PROJECT, best_model_file(m0_run), train_cases, n_labeled,
+                                    setting["downsample"], device=device,
+                                    config=json.loads((m0_run / "config.json").read_text()))
+    return {"project": str(project), "cache_volumes": len(train_cases)}
+
+
+def runs_of_seed(n_labeled: int, seed: int, methods: Sequence[str], cases, setting: dict, out: Path, *,
+                 m0_iterations: int, iterations: int, validate_every: int, device: str,
+                 force: bool) -> dict[str, Path]:
+    """M0, then the control and each method from M0's weights: {name: run folder}."""
+    def folder(name):
+        return run_folder(out, n_labeled, seed, name)
+    m0 = train_run(folder(M0), "supervised", n_labeled, cases, setting, iterations=m0_iterations,
+                   validate_every=max(1, m0_iterations // 5), seed=seed, device=device, force=force)
+    start = best_model_file(m0)
+    runs = {M0: m0}
+    for name in (CONTROL, *methods):
+        method = "supervised" if name == CONTROL else name
+        params = None
+        if method == "plc-kd" and (force or not finished(folder(name))):
+            params = plc_kd_params(m0, folder(name), n_labeled, cases, setting, device)
+        # A retrained M0 makes every run that started from it stale.
+        runs[name] = train_run(folder(name), method, n_labeled, cases, setting, iterations=iterations,
+                               validate_every=validate_every, seed=seed, device=device, init_from=start,
+                               method_params=params, force=force or _older_than(folder(name), start))
+    return runs
+
+
+def _older_than(run_dir: Path, start: Path) -> bool:
+    events = run_dir / "events.jsonl"
+    return events.is_file() and events.stat().st_mtime < start.stat().st_mtime
+
+
+def mean_curve(curves: Sequence[list[tuple[int, float]]], offset: int = 0) -> list[tuple[int, float]]:
+    """The seeds' validation curves averaged at the steps they share, shifted by ``offset``."""
+    common = sorted(set.intersection(*[{step for step, _ in c} for c in curves])) if curves else []
+    return [(offset + step, float(np.mean([dict(c)[step] for c in curves]))) for step in common]
+
+
+def plot_curves(curves: dict[tuple[int, str], list[tuple[int, float]]], m0_iterations: int, path: Path) -> Path | None:
+    """One panel per N: M0's mean curve, then each fine-tuning run's after it (dashed line at the start)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    panels = sorted({n for n, _ in curves})
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True, squeeze=False)
+    for axis, n in zip(axes[0], panels):
+        for (run_n, name), points in curves.items():
+            if run_n == n and points:
+                style = {"color": "black", "linewidth": 2} if name == M0 else \
+                    {"color": "grey", "linestyle": "--"} if name == CONTROL else {}
+                axis.plot(*zip(*points), marker="o", markersize=3, label=name, **style)
+        axis.axvline(m0_iterations, color="grey", linewidth=0.8)
+        axis.set_title(f"N = {n} labelled: fine-tuning from M0 (mean over seeds)")
+        axis.set_xlabel("iteration (M0, then fine-tuning)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("validation Dice")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def run_row(n_labeled: int, seed: int, name: str, split: str, rows: list[dict], run_dir: Path) -> dict:
+    def mean(key):
+        values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
+        return float(np.mean(values)) if values else float("nan")
+    return {"N": n_labeled, "seed": seed, "run": name, "split": split, "cases": len(rows),
+            "iterations": json.loads((run_dir / "config.json").read_text())["iterations"],
+            "train_s": round(run_seconds(run_dir), 1), "dice": mean("dice"), "jaccard": mean("jaccard"),
+            "hd95_vox": mean("hd95_vox"), "asd_vox": mean("asd_vox")}
+
+
+def summarise(per_run: list[dict]) -> list[dict]:
+    """Per (split, N, run): Dice mean ± std over seeds, and the gain over the control paired by seed."""
+    summary = []
+    keys = list(dict.fromkeys((r["split"], r["N"], r["run"]) for r in per_run))
+    for split, n, name in keys:
+        mine = {r["seed"]: r["dice"] for r in per_run if (r["split"], r["N"], r["run"]) == (split, n, name)}
+        control = {r["seed"]: r["dice"] for r in per_run if (r["split"], r["N"], r["run"]) == (split, n, CONTROL)}
+        dice = np.array(list(mine.values()))
+        fine_tuned = name not in (M0, CONTROL)  # a method: its gain over the control
+        gains = np.array([100 * (mine[s] - control[s]) for s in mine if s in control])
+        summary.append({"split": split, "N": n, "run": name, "seeds": len(dice),
+                        "dice_mean": float(dice.mean()), "dice_std": _std(dice),
+                        "gain_vs_control_pts": float(gains.mean()) if gains.size and fine_tuned else float("nan"),
+                        "gain_std_pts": _std(gains) if fine_tuned else float("nan"),
+                        "seeds_above_control": int((gains > 0).sum()) if fine_tuned else "",
+                        "train_s_mean": float(np.mean([r["train_s"] for r in per_run
+                                                       if (r["split"], r["N"], r["run"]) == (split, n, name)]))})
+    return summary
+
+
+def _std(values: np.ndarray) -> float:
+    """Sample standard deviation (0 for a single seed)."""
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
+def dice_table(summary: list[dict], split: str) -> list[dict]:
+    """The table the README quotes: one row per run, one column per N, "Dice % ± std (gain ± std)"."""
+    table: dict[str, dict] = {}
+    for row in summary:
+        if row["split"] != split:
+            continue
+        cell = f"{100 * row['dice_mean']:.1f} ± {100 * row['dice_std']:.1f}"
+        if np.isfinite(row["gain_vs_control_pts"]):
+            cell += f" ({row['gain_vs_control_pts']:+.1f} ± {row['gain_std_pts']:.1f})"
+        table.setdefault(row["run"], {"run": row["run"]})[f"N={row['N']}"] = cell
+    return list(table.values())
+
+
+def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int] = (4, 8),
+        methods: Sequence[str] = DEFAULT_METHODS, seeds: int | None = None, m0_iterations: int | None = None,
+        iterations: int | None = None, validate_every: int | None = None, eval_root: str | None = None,
+        eval_list: str | None = None, device: str | None = None, force: bool = False, out: Path | None = None,
+        max_cases: int | None = None) -> list[dict]:
+    """Train and evaluate every (N, seed) group of runs; returns the summary rows.
+
+    ``max_cases`` keeps only the first cases of the list plus the validation split (smoke tests).
+    """
+    settings = SETTINGS[setting]
+    available = register_all_methods()
+    unknown = [m for m in methods if m not in available or m == "supervised"]
+    if unknown:
+        raise SystemExit(f"finetune_gain: unknown or non-semi-supervised method(s) {unknown}; choose from "
+                         f"{[m for m in available if m != 'supervised']}")
+    device = device or settings["device"]
+    m0_iterations = m0_iterations or settings["m0_iterations"]
+    iterations = iterations or settings["iterations"]
+    validate_every = validate_every or settings["validate_every"]
+    seed_list = [FIRST_SEED + index for index in range(seeds or settings["seeds"])]
+    cases = la_list(shared_data)
+    if max_cases:
+        cases = cases[:max_cases - VALIDATION_CASES] + cases[-VALIDATION_CASES:]
+    splits = [("validation", cases[-VALIDATION_CASES:])]
+    if eval_list:
+        splits.append((Path(eval_list).name, la_list(eval_root or shared_data, eval_list)))
+    out = out or results_dir("finetune_gain") / setting
+    per_case, per_run, curves = [], [], {}
+    for n in labeled:
+        seed_curves: dict[str, list] = {}
+        for seed in seed_list:
+            runs = runs_of_seed(n, seed, methods, cases, settings, out, m0_iterations=m0_iterations,
+                                iterations=iterations, validate_every=validate_every, device=device, force=force)
+            for name, run_dir in runs.items():
+                seed_curves.setdefault(name, []).append(validation_curve(run_dir))
+                for split, eval_cases in splits:
+                    rows = evaluate_run(run_dir, eval_cases, settings["downsample"], device)
+                    per_case += [{"N": n, "seed": seed, "run": name, "split": split, **row} for row in rows]
+                    per_run.append(run_row(n, seed, name, split, rows, run_dir))
+            write_csv(out / "per_case.csv", per_case)
+            write_csv(out / "per_run.csv", per_run)
+        for name, seeds_curves in seed_curves.items():
+            curves[n, name] = mean_curve(seeds_curves, 0 if name == M0 else m0_iterations)
+    summary = summarise(per_run)
+    write_csv(out / "summary.csv", summary)
+    plot_curves(curves, m0_iterations, out / "validation_dice.png")
+    lines = [f"## LA fine-tune gain, setting {setting}", "",
+             f"M0: supervised, {m0_iterations} steps; then {iterations} steps from M0 of the control (supervised, "
+             f"same N labels) and of each method (+ {len(cases) - VALIDATION_CASES} − N unlabelled volumes); "
+             f"card {settings['card']}, seeds {seed_list}, best-validation weights kept.", "",
+             f"Machine: {describe_machine()}", ""]
+    for split, _ in splits:
+        lines += [f"Dice % on {split} (mean ± std over seeds; points over the control, paired by seed):", "",
+                  format_table(dice_table(summary, split)), ""]
+    lines += ["All rows:", "", format_table(summary)]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared-data", required=True, help="folder holding LA/ (train.list, the h5 volumes)")
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    parser.add_argument("--labeled", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 1337, 1338, ... (cpu default 3, gpu 1)")
+    parser.add_argument("--m0-iterations", type=int, default=None, help="M0's supervised steps (cpu 300, gpu 600)")
+    parser.add_argument("--iterations", type=int, default=None, help="fine-tuning steps K (cpu 150, gpu 300)")
+    parser.add_argument("--validate-every", type=int, default=None, help="fine-tuning validation interval")
+    parser.add_argument("--eval-root", default=None, help="LA root of the extra evaluation set (default --shared-data)")
+    parser.add_argument("--eval-list", default=None, help="list file of an extra evaluation set")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    run(args.shared_data, setting=args.setting, labeled=args.labeled, methods=args.methods, seeds=args.seeds,
+        m0_iterations=args.m0_iterations, iterations=args.iterations, validate_every=args.validate_every,
+        eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, force=args.force)
+
+
+if __name__ == "__main__":
+    main()
