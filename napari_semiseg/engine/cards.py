@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..errors import SemisegError
+from ._field_types import check_field_types
 
 
 class CardError(SemisegError):
@@ -37,6 +38,34 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "poly", "constant")
 #: Compute precision of a recipe (engine/_compute.py says what "auto" means on each device).
 PRECISIONS = ("auto", "bf16", "fp32")
+
+# Upper bounds of a card's sizes, checked when the card is read, before anything allocates: a
+# typo (patch_size 100000³, base_filters 1600) must end in a message, not in a petabyte
+# allocation or hours of swapping. Each lies far beyond any published configuration.
+#: Voxels per patch side, and per patch: a 256³ patch at 16 base filters already needs 1 GiB
+#: per float32 feature map of the first stage (the LA patch is 80×112×112, about 1 M voxels).
+MAX_PATCH_SIDE = 1024
+MAX_PATCH_VOXELS = 256 ** 3
+MIN_PATCH_SIDE = 8
+#: Channels of the first stage (the LA V-Net: 16); parameters grow with its square (128: ~600 M).
+MAX_BASE_FILTERS = 128
+#: Image channels (multi-parametric MRI has four).
+MAX_IN_CHANNELS = 64
+#: Classes, background included: label maps are stored as uint8 (values 0..255).
+MAX_CLASSES = 256
+#: Resolutions of a U-shape: each halves the patch, so 8 already needs sides that are multiples of 128.
+MAX_LEVELS = 8
+#: Windows per network call: memory grows linearly (256 LA windows: ~16 GiB for the first feature map).
+MAX_WINDOW_BATCH = 256
+#: Patches in each half of a batch (the papers use 2).
+MAX_BATCH = 256
+#: Optimiser steps, and every count of steps in a recipe (the papers train 6 000 to 30 000).
+MAX_ITERATIONS = 10_000_000
+#: Target spacing in mm: finer than 0.01 mm is no clinical scanner's (a 300 mm CT would become
+#: 30 000 voxels a side); coarser than 100 mm leaves nothing to segment.
+SPACING_RANGE_MM = (0.01, 100.0)
+#: Seeds NumPy, PyTorch and the samplers all accept.
+SEED_LIMIT = 2 ** 32
 TOP_LEVEL_KEYS = ("name", "description", "modality", "network", "patch_size", "preprocessing",
                   "inference", "training", "source")
 
@@ -188,20 +217,23 @@ def _plain(value):
     return value
 
 
-def _tuple_or_none(value):
-    return None if value is None else tuple(value)
+def _build(cls, data: dict | None, where: str, section: str = ""):
+    """``cls`` from one section of a card, every value of the type its field declares.
 
-
-def _build(cls, data: dict | None, where: str):
+    Args:
+        where: the card's file (or the object it came from), which messages start with.
+        section: the section's name in messages, e.g. ``"network"`` (→ ``network.dropout``).
+    """
+    prefix = f"{section}." if section else ""
+    if data is not None and not isinstance(data, dict):
+        raise CardError(f"{where}: {section or 'section'}: must be a mapping, got {data!r}")
     data = dict(data or {})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise CardError(f"{where}: unknown key(s) {sorted(unknown)}; expected some of {sorted(names)}")
-    for f in dataclasses.fields(cls):
-        if f.name in data and isinstance(data[f.name], list):
-            data[f.name] = tuple(data[f.name])
-    return cls(**data)
+        raise CardError(f"{where}: {section + ': ' if section else ''}unknown key(s) {sorted(unknown)}; "
+                        f"expected some of {sorted(names)}")
+    return cls(**check_field_types(cls, data, where=where, error=CardError, prefix=prefix))
 
 
 def network_spec_from_dict(data: dict, where: str = "network") -> NetworkSpec:
@@ -224,36 +256,22 @@ def card_from_dict(data: dict, where: str = "card") -> ModelCard:
     unknown = set(data) - set(TOP_LEVEL_KEYS)
     if unknown:
         raise CardError(f"{where}: unknown key(s) {sorted(unknown)}; expected some of {sorted(TOP_LEVEL_KEYS)}")
-    patch = _patch_size(data["patch_size"], where)
-    training = dict(data.get("training") or {})
-    params = training.pop("method_params", {}) or {}
-    try:
-        card = ModelCard(
-            name=str(data["name"]),
-            description=str(data.get("description", "")),
-            modality=str(data.get("modality", "MR")),
-            network=_build(NetworkSpec, data["network"], f"{where}: network"),
-            patch_size=patch,
-            preprocessing=_build(Preprocessing, data.get("preprocessing"), f"{where}: preprocessing"),
-            inference=_build(InferenceSpec, data.get("inference"), f"{where}: inference"),
-            training=dataclasses.replace(_build(TrainingSpec, training, f"{where}: training"),
-                                         method_params=dict(params)),
-            source=data.get("source"),
-        )
-        _validate(card, where)
-    except TypeError as exc:  # a wrong type in the YAML (a string where a number belongs, …)
-        raise CardError(f"{where}: {exc}") from None
+    top = check_field_types(ModelCard, {"description": "", "modality": "MR", "source": None, **data},
+                            where=where, error=CardError)
+    training = data.get("training")
+    if isinstance(training, dict) and "method_params" in training:
+        training = {**training, "method_params": training["method_params"] or {}}
+    card = ModelCard(
+        name=top["name"], description=top["description"], modality=top["modality"],
+        network=_build(NetworkSpec, data["network"], where, "network"),
+        patch_size=top["patch_size"],
+        preprocessing=_build(Preprocessing, data.get("preprocessing"), where, "preprocessing"),
+        inference=_build(InferenceSpec, data.get("inference"), where, "inference"),
+        training=_build(TrainingSpec, training, where, "training"),
+        source=top["source"],
+    )
+    _validate(card, where)
     return card
-
-
-def _patch_size(value, where: str) -> tuple[int, int, int]:
-    try:
-        patch = tuple(int(p) for p in value)
-    except (TypeError, ValueError):
-        raise CardError(f"{where}: patch_size must be three integers in (z, y, x), got {value!r}") from None
-    if len(patch) != 3 or min(patch) < 8:
-        raise CardError(f"{where}: patch_size must be three sizes ≥ 8 in (z, y, x), got {patch}")
-    return patch
 
 
 def _require(condition: bool, where: str, problem: str) -> None:
@@ -267,21 +285,38 @@ def _one_of(value, choices: tuple, where: str, key: str) -> None:
 
 def _validate(card: ModelCard, where: str) -> None:
     """Values a network, the inferer or the trainer could not use, reported with the card's file."""
+    _validate_patch(card.patch_size, where)
     _validate_network(card.network, card.patch_size, where)
     _validate_preprocessing(card.preprocessing, where)
     _validate_inference(card.inference, card.patch_size, where)
     _validate_training(card.training, where)
 
 
+def _within(value, low, high, where: str, key: str) -> None:
+    _require(low <= value <= high, where, f"{key}: must be in {low}..{high}, got {value}")
+
+
+def _validate_patch(patch: tuple[int, int, int], where: str) -> None:
+    for side in patch:
+        _within(side, MIN_PATCH_SIDE, MAX_PATCH_SIDE, where, "patch_size")
+    voxels = patch[0] * patch[1] * patch[2]
+    _require(voxels <= MAX_PATCH_VOXELS, where,
+             f"patch_size: {list(patch)} is {voxels:,} voxels a patch; at most {MAX_PATCH_VOXELS:,} (256³)")
+
+
 def _validate_network(net: NetworkSpec, patch: tuple[int, int, int], where: str) -> None:
     _one_of(net.normalization, NORMALIZATIONS, where, "network.normalization")
     _require(net.in_channels >= 1 and net.num_classes >= 2, where,
              "network needs in_channels ≥ 1 and num_classes ≥ 2 (background included)")
-    _require(net.base_filters >= 1, where, "network.base_filters must be ≥ 1")
+    _within(net.in_channels, 1, MAX_IN_CHANNELS, where, "network.in_channels")
+    _within(net.num_classes, 2, MAX_CLASSES, where, "network.num_classes")
+    _within(net.base_filters, 1, MAX_BASE_FILTERS, where, "network.base_filters")
     _require(0.0 <= net.dropout_rate < 1.0, where, f"network.dropout_rate must be in [0, 1), got {net.dropout_rate}")
     if net.name == "vnet":
         _require(net.levels in (None, 5), where, f"network.levels: the V-Net has exactly 5, got {net.levels}")
     _require(net.levels is None or net.levels >= 1, where, f"network.levels must be ≥ 1, got {net.levels}")
+    if net.levels is not None:
+        _within(net.levels, 1, MAX_LEVELS, where, "network.levels")
     multiple = net.input_multiple
     _require(all(p % multiple == 0 for p in patch), where,
              f"patch_size {list(patch)} must be multiples of {multiple} for network {net.name!r}")
@@ -290,8 +325,8 @@ def _validate_network(net: NetworkSpec, patch: tuple[int, int, int], where: str)
 def _validate_preprocessing(pre: Preprocessing, where: str) -> None:
     _one_of(pre.intensity, INTENSITIES, where, "preprocessing.intensity")
     if pre.target_spacing is not None:
-        _require(len(pre.target_spacing) == 3 and min(pre.target_spacing) > 0, where,
-                 f"preprocessing.target_spacing must be three positive mm in (z, y, x), got {pre.target_spacing}")
+        for spacing in pre.target_spacing:
+            _within(spacing, *SPACING_RANGE_MM, where, "preprocessing.target_spacing (mm)")
     if pre.intensity == "window":
         _require(pre.window is not None and len(pre.window) == 2 and pre.window[0] < pre.window[1], where,
                  f"preprocessing.window must be [low, high] with low < high, got {pre.window}")
@@ -300,7 +335,7 @@ def _validate_preprocessing(pre: Preprocessing, where: str) -> None:
 def _validate_inference(inf: InferenceSpec, patch: tuple[int, int, int], where: str) -> None:
     _one_of(inf.blending, BLENDINGS, where, "inference.blending")
     _require(0.0 <= inf.overlap < 1.0, where, f"inference.overlap must be in [0, 1), got {inf.overlap}")
-    _require(inf.window_batch >= 1, where, "inference.window_batch must be ≥ 1")
+    _within(inf.window_batch, 1, MAX_WINDOW_BATCH, where, "inference.window_batch")
     if inf.stride is not None:
         _require(len(inf.stride) == 3 and all(1 <= s <= p for s, p in zip(inf.stride, patch)), where,
                  f"inference.stride must be three steps in 1..patch_size (z, y, x), got {list(inf.stride)}")
@@ -314,6 +349,12 @@ def _validate_training(tr: TrainingSpec, where: str) -> None:
              "training needs iterations ≥ 1, batch_labeled ≥ 1 and batch_unlabeled ≥ 0")
     _require(tr.lr > 0 and tr.step_size >= 1 and tr.validate_every >= 1 and tr.checkpoint_every >= 1, where,
              "training needs lr > 0 and step_size, validate_every, checkpoint_every ≥ 1")
+    for key in ("iterations", "step_size", "validate_every", "checkpoint_every", "poly_horizon"):
+        if getattr(tr, key) is not None:
+            _within(getattr(tr, key), 1, MAX_ITERATIONS, where, f"training.{key}")
+    for key in ("batch_labeled", "batch_unlabeled"):
+        _within(getattr(tr, key), 0, MAX_BATCH, where, f"training.{key}")
+    _within(tr.seed, 0, SEED_LIMIT - 1, where, "training.seed")
 
 
 def shipped_cards_dir() -> Path:
@@ -334,7 +375,12 @@ def load_card(name_or_path: str | Path) -> ModelCard:
         raise CardError(f"{name_or_path}: no such model card (shipped cards: "
                         f"{', '.join(shipped_card_names())})")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CardError(f"{path}: not a text file in UTF-8 (byte {exc.start}: {exc.reason}); "
+                        "a model card is YAML text") from None
+    except OSError as exc:
+        raise CardError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise CardError(f"{path}: not valid YAML ({exc})") from None
     card = card_from_dict(data, where=str(path))

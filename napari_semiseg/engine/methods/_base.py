@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import SemisegError
+from .._field_types import check_field_types
 from ..cards import ModelCard, NetworkSpec
 
 NetworkFactory = Callable[[NetworkSpec], nn.Module]
@@ -172,6 +173,7 @@ class Method(abc.ABC):
         if unknown:
             raise MethodError(f"method {cls.name!r}: unknown hyperparameter(s) {sorted(unknown)}; "
                               f"it has {sorted(names) or 'none'}")
+        values = check_field_types(cls.Params, values, where=f"method {cls.name!r}", error=MethodError)
         try:
             params = cls.Params(**values)
         except (TypeError, ValueError) as exc:

@@ -17,7 +17,9 @@ from typing import Any
 
 from ...errors import SemisegError
 from ...io import atomic_write_bytes
-from ..cards import OPTIMIZERS, PRECISIONS, SCHEDULES, ModelCard, card_from_dict
+from .._field_types import check_field_types
+from ..cards import (MAX_BATCH, MAX_ITERATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, SEED_LIMIT, ModelCard,
+                     card_from_dict)
 
 CONFIG_FILE = "config.json"
 
@@ -45,8 +47,9 @@ class CaseSpec:
     label_version: int | None = None
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CaseSpec":
-        return cls(**data)
+    def from_dict(cls, data: dict, where: str = "case") -> "CaseSpec":
+        """A case from plain data, each value of its field's type (``TrainingError`` names the key)."""
+        return _checked(cls, data, where)
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,27 @@ class DataSpec:
                 for part in ("labeled", "unlabeled", "validation")}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DataSpec":
-        return cls(**{part: tuple(CaseSpec.from_dict(c) for c in data.get(part, ()))
+    def from_dict(cls, data: dict, where: str = "data") -> "DataSpec":
+        parts = _checked(cls, data, where, build=False)
+        return cls(**{part: tuple(CaseSpec.from_dict(case, f"{where}: {part}[{i}]")
+                                  for i, case in enumerate(parts.get(part, ())))
                       for part in ("labeled", "unlabeled", "validation")})
+
+
+def _checked(cls, data, where: str, build: bool = True):
+    """``cls(**data)`` (or the checked dict, ``build=False``) after checking keys and value types."""
+    if not isinstance(data, dict):
+        raise TrainingError(f"{where}: must be a mapping, got {data!r}")
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise TrainingError(f"{where}: unknown key(s) {sorted(unknown)}")
+    checked = check_field_types(cls, data, where=where, error=TrainingError)
+    if not build:
+        return checked
+    try:
+        return cls(**checked)
+    except TypeError as exc:  # a required key is missing
+        raise TrainingError(f"{where}: {exc}") from None
 
 
 @dataclass
@@ -150,6 +171,9 @@ class TrainConfig:
         values = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
         values.update(method=method, method_params=dict(recipe.method_params) if method == recipe.method else {})
         values.update(overrides)
+        # Overrides come from a command line (--param lr=fast) or a form: same checks as a file's.
+        values = check_field_types(cls, values, where=f"training configuration for {output_dir}",
+                                   error=TrainingError)
         config = cls(card=card, output_dir=str(output_dir), **values)
         config.check()
         return config
@@ -175,8 +199,22 @@ class TrainConfig:
             problems.append("validate_every, checkpoint_every and num_workers must be ≥ 0")
         if self.cache_volumes < 1 or self.log_every < 1:
             problems.append("cache_volumes and log_every must be ≥ 1")
+        problems += self._beyond_bounds()
         if problems:
             raise TrainingError(f"training configuration for {self.output_dir}: " + "; ".join(problems))
+
+    def _beyond_bounds(self) -> list[str]:
+        """Sizes past the card's bounds (see engine/cards.py), refused before anything allocates."""
+        counts = {"iterations": self.iterations, "step_size": self.step_size, "poly_horizon": self.poly_horizon,
+                  "validate_every": self.validate_every, "checkpoint_every": self.checkpoint_every}
+        problems = [f"{key} must be at most {MAX_ITERATIONS:,}, got {value:,}"
+                    for key, value in counts.items() if value is not None and value > MAX_ITERATIONS]
+        problems += [f"{key} must be at most {MAX_BATCH}, got {value}"
+                     for key, value in (("batch_labeled", self.batch_labeled),
+                                        ("batch_unlabeled", self.batch_unlabeled)) if value > MAX_BATCH]
+        if not 0 <= self.seed < SEED_LIMIT:
+            problems.append(f"seed must be in 0..{SEED_LIMIT - 1}, got {self.seed}")
+        return problems
 
     @property
     def run_dir(self) -> Path:
@@ -193,6 +231,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "training configuration") -> "TrainConfig":
         """Rebuild a config from ``to_dict``'s output (unknown keys are an error)."""
+        if not isinstance(data, dict):
+            raise TrainingError(f"{where}: a training configuration must be a mapping")
         data = dict(data)
         _refuse_named_code(data, where)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -201,9 +241,10 @@ class TrainConfig:
             raise TrainingError(f"{where}: unknown key(s) {sorted(unknown)}")
         if "card" not in data or "output_dir" not in data:
             raise TrainingError(f"{where}: needs at least 'card' and 'output_dir'")
+        data = check_field_types(cls, data, where=where, error=TrainingError)
         data["card"] = card_from_dict(data["card"], where=f"{where}: card")
         if data.get("data") is not None:
-            data["data"] = DataSpec.from_dict(data["data"])
+            data["data"] = DataSpec.from_dict(data["data"], where=f"{where}: data")
         try:
             config = cls(**data)
         except TypeError as exc:
@@ -232,7 +273,7 @@ class TrainConfig:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise TrainingError(f"{path}: no such training configuration file") from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TrainingError(f"{path}: not a readable JSON configuration ({exc})") from None
         return cls.from_dict(data, where=str(path))
 
