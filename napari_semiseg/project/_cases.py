@@ -84,19 +84,13 @@ class CaseStore:
         """
         # A fresh folder per copy: a copy left by a killed process is never in the way.
         destination = self.path_for("images", f"{case_id}/{unique_stem()}/{source.name}")
-        if source.is_dir():
-            # A DICOM folder: copy to a temporary sibling, then one rename.
-            partial = destination.with_name(f".{destination.name}.part")
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.copytree(source, partial)
-            partial.rename(destination)
-        else:
-            # The data files first: a copied header never names a file that is not there yet.
-            for data_file in external_data_files(source, detect_format(source)):
-                with atomic_path(destination.parent / data_file.relative_to(source.parent)) as tmp:
-                    shutil.copyfile(data_file, tmp)
-            with atomic_path(destination) as tmp:
-                shutil.copyfile(source, tmp)
+        # Unless the case's row commits, the fresh folder and whatever reached it go again.
+        self._db.undo_on_rollback(lambda: shutil.rmtree(destination.parent, ignore_errors=True))
+        try:
+            _copy(source, destination)
+        except OSError as error:  # a full disk, the file-size limit: the copy is at fault, not the source
+            raise ProjectError(f"{destination}: cannot copy {source} into the project, nothing was "
+                               f"added: {error.strerror or error}") from None
         return self._relative(destination)
 
     def has_case(self, case_id: str) -> bool:
@@ -194,6 +188,23 @@ def compute_intensity_stats(array: np.ndarray) -> dict:
     return {"min": float(finite.min()), "max": float(finite.max()), "mean": float(finite.mean()),
             "std": float(finite.std()), "p0_5": float(low), "p99_5": float(high),
             "non_finite": int(values.size - finite.size)}
+
+
+def _copy(source: Path, destination: Path) -> None:
+    """Copy an image file (with the data files its header names) or a DICOM folder, whole or not at all."""
+    if source.is_dir():
+        # A DICOM folder: copy to a temporary sibling, then one rename.
+        partial = destination.with_name(f".{destination.name}.part")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial)
+        partial.rename(destination)
+        return
+    # The data files first: a copied header never names a file that is not there yet.
+    for data_file in external_data_files(source, detect_format(source)):
+        with atomic_path(destination.parent / data_file.relative_to(source.parent)) as tmp:
+            shutil.copyfile(data_file, tmp)
+    with atomic_path(destination) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def _check_split(split: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import ProjectError
@@ -30,8 +30,31 @@ from ._schema import schema_version
 BUSY_TIMEOUT_MS = 60_000
 
 
-def _unopenable(path: Path, error: Exception) -> ProjectError:
-    return ProjectError(f"{path}: cannot open the project catalogue ({error})")
+#: What to do when SQLite fails because of where the file lies, by its primary result code.
+_ENVIRONMENT_HINTS = {
+    sqlite3.SQLITE_FULL: "the disk is full: free some space and try again",
+    sqlite3.SQLITE_READONLY: "project.db is read-only: make it writable, or copy the project "
+                             "to a folder you can write",
+    sqlite3.SQLITE_CANTOPEN: "SQLite cannot create its files beside project.db: the project folder "
+                             "may be read-only (make it writable, or copy the project elsewhere)",
+    sqlite3.SQLITE_PERM: "permission denied: make the project folder and project.db writable",
+    sqlite3.SQLITE_IOERR: "the disk failed to read or write it (full, removed, or failing)",
+}
+
+
+def _primary_code(error: sqlite3.Error) -> int:
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+
+
+def unopenable(path: Path, error: Exception) -> ProjectError:
+    hint = _ENVIRONMENT_HINTS.get(_primary_code(error))
+    return ProjectError(f"{path}: cannot open the project catalogue ({error})" + (f"; {hint}" if hint else ""))
+
+
+def unusable(path: Path, error: sqlite3.Error) -> ProjectError:
+    """The message of a read or write that the file's surroundings refused (disk, permissions)."""
+    return ProjectError(f"{path}: the project catalogue cannot be used here ({error}); nothing was "
+                        f"changed; {_ENVIRONMENT_HINTS[_primary_code(error)]}")
 
 
 #: SQLite's primary result codes of a damaged file, SQLITE_CORRUPT and SQLITE_NOTADB (by number:
@@ -61,6 +84,8 @@ def _damage_as_project_error(path: Path) -> Iterator[None]:
     except sqlite3.DatabaseError as error:
         if is_damage(error):
             raise damaged(path, error) from None
+        if _primary_code(error) in _ENVIRONMENT_HINTS:
+            raise unusable(path, error) from None
         raise
 
 
@@ -74,12 +99,13 @@ class Database:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._undo: list[Callable[[], None]] = []
         # isolation_level=None: no implicit BEGIN; transactions are ours, see write().
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
                                          isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
-            raise _unopenable(self.path, error) from None
+            raise unopenable(self.path, error) from None
         try:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -90,7 +116,7 @@ class Database:
             self._conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as error:
             self._conn.close()
-            raise (damaged if is_damage(error) else _unopenable)(self.path, error) from None
+            raise (damaged if is_damage(error) else unopenable)(self.path, error) from None
         if mode.lower() != "wal":
             self._conn.close()
             raise ProjectError(f"{self.path}: the file system refuses SQLite's WAL mode ({mode})")
@@ -121,6 +147,7 @@ class Database:
             except sqlite3.OperationalError as error:
                 raise ProjectError(f"{self.path}: cannot write to the project catalogue ({error}); "
                                    "another process may hold it") from None
+            self._undo = []
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
@@ -128,12 +155,29 @@ class Database:
                 # A failed COMMIT (disk full, damage) leaves the transaction open: end it too.
                 with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse even this
                     self._conn.execute("ROLLBACK")
+                self._undo_files()
                 raise
+            finally:
+                self._undo = []
+
+    def undo_on_rollback(self, action: Callable[[], None]) -> None:
+        """Call ``action`` if the current write transaction does not commit.
+
+        A file written inside the transaction registers its removal here: whether the failure
+        comes from the caller's block or from the COMMIT itself (a full disk), no file is left
+        that no row names.
+        """
+        self._undo.append(action)
+
+    def _undo_files(self) -> None:
+        for action in reversed(self._undo):
+            with contextlib.suppress(OSError):  # best effort: collect_garbage removes what is left
+                action()
 
     def schema_version(self) -> int:
         """The catalogue's schema version (0 for a new, empty database)."""
         with self._lock, _damage_as_project_error(self.path):
-            return schema_version(self._conn)
+            return schema_version(self._conn, str(self.path))
 
     def application_id(self) -> int:
         """The catalogue's ``PRAGMA application_id`` (0 when none was set)."""

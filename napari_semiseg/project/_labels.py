@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -81,22 +80,17 @@ class LabelStore:
         """Write the label file, then its row, inside the caller's write transaction.
 
         Returns:
-            The new version's id and its file (which the caller removes if its transaction
-            fails later).
+            The new version's id and its file (removed again if the transaction does not commit).
         """
         case_id, kind = prepared.case_id, prepared.kind
         path = self.path_for("labels", f"{case_id}/{unique_stem(kind + '-')}{LABEL_SUFFIX}")
         write_label(path, prepared.labels, prepared.geometry)
-        try:
-            cursor = self._insert_label_row(conn, (
-                case_id, kind, prepared.parent_id, prepared.model_id, author, utc_now(),
-                prepared.changed, int(np.count_nonzero(prepared.labels)), self._relative(path),
-                note, sha256_of(path)))
-        except BaseException:
-            # No row will name the file: remove it now rather than leave it to collect_garbage.
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise
+        # If the transaction does not commit, no row will name the file: remove it then.
+        self._db.undo_on_rollback(lambda: path.unlink(missing_ok=True))
+        cursor = self._insert_label_row(conn, (
+            case_id, kind, prepared.parent_id, prepared.model_id, author, utc_now(),
+            prepared.changed, int(np.count_nonzero(prepared.labels)), self._relative(path),
+            note, sha256_of(path)))
         return cursor.lastrowid, path
 
     @staticmethod

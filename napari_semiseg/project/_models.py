@@ -51,19 +51,16 @@ class ModelStore:
         with self._db.write() as conn:
             destination = self.path_for("models", f"{unique_stem()}/{source.name}")
             renamed = _bring_in(source, destination, move)
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO models (name, card, checkpoint_path, sha256, parent_id, method, "
-                    "config, metrics, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, card_json, self._relative(destination), sha256_of(destination),
-                     parent_id, method, self._dumps_paths(config), dumps(metrics), utc_now()))
-                if activate:
-                    _set_active(conn, cursor.lastrowid)
-            except BaseException:
-                # Give the caller's file back, or drop our copy: no row will name it.
-                with contextlib.suppress(OSError):
-                    os.replace(destination, source) if renamed else destination.unlink()
-                raise
+            # Unless the transaction commits, give the caller's file back or drop our copy (and
+            # its folder): no row will name it.
+            self._db.undo_on_rollback(lambda: _take_back(destination, source if renamed else None))
+            cursor = conn.execute(
+                "INSERT INTO models (name, card, checkpoint_path, sha256, parent_id, method, "
+                "config, metrics, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, card_json, self._relative(destination), sha256_of(destination),
+                 parent_id, method, self._dumps_paths(config), dumps(metrics), utc_now()))
+            if activate:
+                _set_active(conn, cursor.lastrowid)
         if move and not renamed:
             source.unlink()
         return self.model(cursor.lastrowid)
@@ -147,6 +144,16 @@ def _set_active(conn, model_id: int) -> None:
     conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                  (_ACTIVE_KEY, str(model_id)))
+
+
+def _take_back(destination: Path, source: Path | None) -> None:
+    """Undo ``_bring_in``: move the file back to ``source``, or remove the copy; then its folder."""
+    if source is not None:
+        os.replace(destination, source)
+    else:
+        destination.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: someone else's file is there, keep it
+        destination.parent.rmdir()
 
 
 def _bring_in(source: Path, destination: Path, move: bool) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import ProjectError
-from ._db import damaged, is_damage
+from ._db import damaged, is_damage, unopenable
 from ._schema import MIGRATIONS
 
 #: ``PRAGMA application_id`` of our catalogues: "SSEG" in ASCII.
@@ -81,7 +81,7 @@ def _identity(path: Path) -> tuple[int, frozenset[str]]:
     try:
         conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as error:
-        raise ProjectError(f"{path}: cannot open the project catalogue ({error})") from None
+        raise unopenable(path, error) from None
     try:
         tables = frozenset(row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'"))
@@ -89,6 +89,6 @@ def _identity(path: Path) -> tuple[int, frozenset[str]]:
     except sqlite3.Error as error:
         if is_damage(error):
             raise damaged(path, error) from None
-        raise ProjectError(f"{path}: cannot open the project catalogue ({error})") from None
+        raise unopenable(path, error) from None
     finally:
         conn.close()

@@ -133,13 +133,24 @@ MIGRATIONS: list[list[str]] = [_VERSION_1, _VERSION_2, _VERSION_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    """The catalogue's schema version; 0 for an empty database."""
+def schema_version(conn: sqlite3.Connection, where: str = "project catalogue") -> int:
+    """The catalogue's schema version; 0 for an empty database.
+
+    Raises:
+        ProjectError: the table holds anything but one whole number ≥ 0 (another program wrote
+            it): migrating from a guess could run the wrong statements on the user's data.
+    """
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
     if not exists:
         return 0
-    return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])
+    rows = conn.execute("SELECT version FROM schema_version").fetchall()
+    version = rows[0][0] if len(rows) == 1 else None
+    if not isinstance(version, int) or version < 0:
+        found = [row[0] for row in rows]
+        raise ProjectError(f"{where}: its schema_version table holds {found!r}, not one version number; "
+                           "the catalogue was changed by another program: restore it from a backup")
+    return version
 
 
 def migrate(conn: sqlite3.Connection, where: str) -> None:
@@ -148,7 +159,7 @@ def migrate(conn: sqlite3.Connection, where: str) -> None:
     Raises:
         ProjectError: the catalogue was written by a newer release.
     """
-    current = schema_version(conn)
+    current = schema_version(conn, where)
     if current > SCHEMA_VERSION:
         raise ProjectError(f"{where}: the project has schema version {current}, this "
                            f"napari-semiseg knows up to {SCHEMA_VERSION}; upgrade napari-semiseg "

@@ -113,11 +113,19 @@ def decode(codes: np.ndarray) -> np.ndarray:
 
 
 def write_soft_label(path: Path, codes: np.ndarray) -> None:
-    """Write codes (from ``encode``) as a compressed npz, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, format=np.array(SOFT_LABEL_FORMAT),
-                            version=np.array(SOFT_LABEL_FORMAT_VERSION),
-                            encoding=np.array(ENCODING), codes=codes)
+    """Write codes (from ``encode``) as a compressed npz, atomically.
+
+    Raises:
+        ProjectError: the file cannot be written (a full disk, the file-size limit); no
+            temporary file is left.
+    """
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez_compressed(handle, format=np.array(SOFT_LABEL_FORMAT),
+                                version=np.array(SOFT_LABEL_FORMAT_VERSION),
+                                encoding=np.array(ENCODING), codes=codes)
+    except OSError as error:
+        raise ProjectError(f"{path}: cannot be written, nothing was saved: {error.strerror or error}") from None
 
 
 def read_soft_label(path: Path, shape: tuple[int, ...], num_classes: int) -> np.ndarray:

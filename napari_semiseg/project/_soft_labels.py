@@ -9,7 +9,6 @@ overwritten: a corrected soft label is a new row whose ``parent_id`` names the o
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -68,13 +67,8 @@ class SoftLabelStore:
         label = self._prepare_label(case_id, labels, kind, parent_id, model_id)
         soft = self._prepare_soft_label(case_id, probabilities, None, model_id, "teacher", None)
         with self._db.write() as conn:
-            version_id, label_path = self._write_label(conn, label, author, note)
-            try:
-                soft_id, _path = self._write_soft_label(conn, soft, version_id, details)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    label_path.unlink()
-                raise
+            version_id, _label_path = self._write_label(conn, label, author, note)
+            soft_id, _path = self._write_soft_label(conn, soft, version_id, details)
         return self.label_version(version_id), self.soft_label(soft_id)
 
     def _prepare_soft_label(self, case_id, probabilities, label_version_id, model_id, kind,
@@ -105,20 +99,16 @@ class SoftLabelStore:
         case_id, codes, stats = prepared["case_id"], prepared["codes"], prepared["stats"]
         path = self.path_for("labels", f"{case_id}/{unique_stem('soft-')}{SOFT_LABEL_SUFFIX}")
         write_soft_label(path, codes)
-        try:
-            cursor = conn.execute(
-                "INSERT INTO soft_labels (case_id, label_version_id, model_id, parent_id, kind, "
-                "num_classes, encoding, path, sha256, created, mean_entropy, max_entropy, "
-                "mean_confidence, foreground_fraction, details) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (case_id, label_version_id, prepared["model_id"], prepared["parent_id"],
-                 prepared["kind"], codes.shape[0] + 1, ENCODING, self._relative(path),
-                 sha256_of(path), utc_now(), stats.mean_entropy, stats.max_entropy,
-                 stats.mean_confidence, stats.foreground_fraction, dumps(details or {})))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise
+        self._db.undo_on_rollback(lambda: path.unlink(missing_ok=True))
+        cursor = conn.execute(
+            "INSERT INTO soft_labels (case_id, label_version_id, model_id, parent_id, kind, "
+            "num_classes, encoding, path, sha256, created, mean_entropy, max_entropy, "
+            "mean_confidence, foreground_fraction, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (case_id, label_version_id, prepared["model_id"], prepared["parent_id"],
+             prepared["kind"], codes.shape[0] + 1, ENCODING, self._relative(path),
+             sha256_of(path), utc_now(), stats.mean_entropy, stats.max_entropy,
+             stats.mean_confidence, stats.foreground_fraction, dumps(details or {})))
         return cursor.lastrowid, path
 
     # -- reading -------------------------------------------------------------------------------

@@ -80,9 +80,22 @@ def _as_tuples(value):
 # -- writing and reading -----------------------------------------------------------------------
 
 def save_atomically(payload: dict[str, Any], path: Path) -> Path:
-    """``torch.save`` into a temporary file beside ``path``, then rename it into place."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """``torch.save`` into a temporary file beside ``path``, then rename it into place.
+
+    The payload is serialised in memory first: torch's own file writer turns a failed write
+    (a full disk, the file-size limit) into an opaque ``RuntimeError``, where a plain write
+    reports the ``OSError`` it is.
+
+    Raises:
+        TrainingError: the file cannot be written; ``path`` is as it was, no temporary file is left.
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buffer.getbuffer())
+    except OSError as exc:
+        raise TrainingError(f"{path}: cannot be written, nothing was saved: {exc.strerror or exc}") from None
     return path
 
 
