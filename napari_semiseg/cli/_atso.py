@@ -24,7 +24,7 @@ import shutil
 import signal
 import threading
 
-from ._common import add_project_argument, open_project
+from ._common import add_project_argument, open_project, writable_file
 from ._engine_common import StatusLine, check_device, duration, positive_int, require
 
 INTERRUPTED = 130
@@ -189,6 +189,8 @@ def _stop_on_signals():
 def run_atso_command(args: argparse.Namespace) -> int:
     from ..engine.atso import run_atso
 
+    if args.report:
+        writable_file(args.report, "--report")  # before hours of work, not after
     with open_project(args.project) as project:
         config = atso_config(project, args)
         status = StatusLine()

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..errors import SemisegError
 
@@ -35,6 +36,40 @@ def open_project(given: str | None):
     """Open the project named on the command line (or by ``$SEMISEG_PROJECT``)."""
     from ..project import Project
     return Project.open(project_folder(given))
+
+
+def writable_folder(given: str, option: str) -> Path:
+    """The folder an option names for output, checked before any work is spent on what goes there.
+
+    Raises:
+        SemisegError: the path (or one of its parents) is a file, not a folder.
+    """
+    folder = Path(given)
+    if folder.exists() and not folder.is_dir():
+        raise SemisegError(f"{folder}: is a file, not a folder ({option} names the folder to write into)")
+    _parents_are_folders(folder, option)
+    return folder
+
+
+def writable_file(given: str, option: str) -> Path:
+    """The file an option names for output, checked before any work is spent on it.
+
+    Raises:
+        SemisegError: the path is a folder, or one of its parents is a file.
+    """
+    path = Path(given)
+    if path.is_dir():
+        raise SemisegError(f"{path}: is a folder, not a file ({option} names the file to write)")
+    _parents_are_folders(path, option)
+    return path
+
+
+def _parents_are_folders(path: Path, option: str) -> None:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SemisegError(f"{parent}: is a file, not a folder ({option} {path} would go inside it)")
+            return
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]],

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from ..errors import SemisegError
-from ._common import add_project_argument, open_project
+from ._common import add_project_argument, open_project, writable_file
 from ._engine_common import (StatusLine, add_prediction_arguments, check_cases, check_device, duration,
                              has_file_reference, load_project_model, prediction_card, reference_of, require)
 
@@ -58,6 +58,7 @@ def register(subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    csv_path = None if args.csv is None else writable_file(args.csv, "--csv")
     if args.pred is not None or args.ref is not None:
         require(args.pred is not None and args.ref is not None, "--pred DIR and --ref DIR go together")
         require(args.project is None and not args.cases and args.model is None,
@@ -66,8 +67,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         table = _evaluate_model(args, StatusLine())
     print(table.format_table())
-    if args.csv:
-        print(f"wrote {table.to_csv(args.csv)}")
+    if csv_path is not None:
+        print(f"wrote {table.to_csv(csv_path)}")
     return 0
 
 

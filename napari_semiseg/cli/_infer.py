@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SemisegError
-from ._common import add_project_argument, format_table, open_project
+from ._common import add_project_argument, format_table, open_project, writable_folder
 from ._engine_common import (StatusLine, add_prediction_arguments, check_cases, check_device, duration,
                              load_project_model, non_negative_int, prediction_card, require, volume_stem)
 
@@ -76,6 +76,7 @@ def run_infer(args: argparse.Namespace) -> int:
             "--file writes its results as files: give the folder with --out DIR")
     require(args.overlap is None or not args.paper_grid, "--overlap and --paper-grid choose the grid: give one")
     require(args.overlap is None or 0.0 <= args.overlap < 1.0, f"--overlap {args.overlap}: must be in [0, 1)")
+    out = None if args.out is None else writable_folder(args.out, "--out")
     with open_project(args.project) as project:
         case_ids = project.case_ids() if args.all else check_cases(project, args.cases or ())
         for path in args.files or ():
@@ -83,7 +84,6 @@ def run_infer(args: argparse.Namespace) -> int:
         check_device(args.device)
         net, card, model = load_project_model(project, args.model)
         card = prediction_card(card, args.paper_grid)
-        out = None if args.out is None else Path(args.out)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         status = StatusLine()

@@ -7,19 +7,23 @@ the module's name to ``COMMAND_GROUPS``. Import heavy libraries (torch, monai) i
 handler, not at module level, so that ``semiseg cases`` stays quick.
 
 Exit status: 0 success, 1 the command ran but found problems (``check``), 2 a user error (a
-``SemisegError`` or bad arguments: the message goes to stderr, without a traceback), 130
-interrupted.
+``SemisegError`` or bad arguments) or a refusal of the machine (a full disk, a read-only folder,
+the file-size limit: an ``OSError`` or ``sqlite3.Error`` that reached this far): the message goes
+to stderr as "PATH: problem", without a traceback; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
+import sqlite3
 import sys
 
 from .. import __version__
 from ..errors import SemisegError
+from ._common import PROJECT_ENV
 
 #: Modules of this package that register subcommands, in the order ``--help`` lists them.
 COMMAND_GROUPS: tuple[str, ...] = ("_project_commands", "_train", "_infer", "_evaluate", "_models",
@@ -27,6 +31,14 @@ COMMAND_GROUPS: tuple[str, ...] = ("_project_commands", "_train", "_infer", "_ev
 
 USER_ERROR = 2
 INTERRUPTED = 130
+
+#: What a user can do about the machine's refusals that need more than their own words.
+_ERRNO_HINTS = {
+    errno.EFBIG: "the file-size limit (ulimit -f) or the file system's largest file",
+    errno.ENOSPC: "free some space and run the command again",
+    errno.EDQUOT: "free some space or raise the quota, and run the command again",
+    errno.EROFS: "the folder is on a read-only file system",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``semiseg`` with ``argv`` (``sys.argv[1:]`` by default); return the exit status."""
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
@@ -59,3 +72,30 @@ def main(argv: list[str] | None = None) -> int:
         # Point stdout at /dev/null so the interpreter's final flush does not complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.Error) as error:
+        print(f"semiseg: error: {machine_refusal(error, _named_project(args))}", file=sys.stderr)
+        return USER_ERROR
+
+
+def machine_refusal(error: OSError | sqlite3.Error, given: str | None) -> str:
+    """"PATH: problem" for a failure of the machine rather than of the command.
+
+    PATH is the file the system names (``OSError.filename``), else the project the command was
+    given; the problem is the system's own words, with a hint where one helps.
+    """
+    if isinstance(error, OSError):
+        where = error.filename if error.filename is not None else given
+        problem = error.strerror or str(error) or type(error).__name__
+        if error.filename2 is not None:
+            problem += f" (with {error.filename2})"
+        hint = _ERRNO_HINTS.get(error.errno)
+    else:
+        where, problem = given, f"the project catalogue failed: {error}"
+        hint = None
+    text = f"{problem}; {hint}" if hint else problem
+    return f"{os.fsdecode(where)}: {text}" if where is not None else text
+
+
+def _named_project(args: argparse.Namespace | None) -> str | None:
+    named = getattr(args, "project", None) or os.environ.get(PROJECT_ENV)
+    return named or None

@@ -25,6 +25,7 @@ it active unless ``--no-activate``, and prints its id.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -391,7 +392,9 @@ def _execute(project, run_id: int, config, args: argparse.Namespace) -> int:
     try:
         result = train(config, progress=progress, handle_signals=True)
     except BaseException as exc:
-        project.finish_run(run_id, "failed", {"error": str(exc), "error_type": type(exc).__name__})
+        # What stopped the run is the message; a full disk may refuse this record as well.
+        with contextlib.suppress(SemisegError):
+            project.finish_run(run_id, "failed", {"error": str(exc), "error_type": type(exc).__name__})
         raise
     seconds = time.perf_counter() - started
     outcome = {"iteration": result.iteration, "checkpoint": str(result.checkpoint), "model": str(result.model),
