@@ -5,9 +5,11 @@ cost, inference speed on the 8 validation volumes, memory per card (the V-Net ca
 cancelled after a few windows), pseudo-labelling throughput, the GUI responsiveness probe, and
 the LA quality study (N = 4, 8, 16, every method with ATSO, the upper bound; 400 steps per
 run, from about 3 minutes for supervised to about 20 for CrossMatch on one core, about 1.5
-CPU-hours per N; about 5 hours for everything). ``--quick`` runs each at reduced sizes (minutes to an hour):
-fewer repeats and volumes, cpu-small memory only, quality at N = 8 for supervised and two
-methods with a short budget. ``--only`` picks benchmarks. A failing benchmark is reported and
+CPU-hours per N), and the fine-tune gain from M0 (N = 4 and 8, six methods and the control, 3
+seeds; estimated at about 75 minutes per N on 2 idle cores): about 7-8 hours for everything.
+``--quick`` runs each at reduced sizes (minutes to an hour): fewer repeats and volumes, cpu-small
+memory only, quality at N = 8 for supervised and two methods with a short budget, the fine-tune
+gain at N = 8 for Mean Teacher and one seed. ``--only`` picks benchmarks. A failing benchmark is reported and
 the others still run; the exit status is 1 if any failed.
 """
 
@@ -19,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from . import inference_speed, iteration_cost, memory, pseudo_throughput, quality_la, responsiveness
+from . import finetune_gain, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la, responsiveness
 from ._common import REPO_ROOT, describe_machine, set_threads
 
 
@@ -35,6 +37,8 @@ def plan(shared_data: str, quick: bool) -> dict[str, Callable[[], object]]:
             "quality_la": lambda: quality_la.run(shared_data, labeled=(8,), upper_bound=False, iterations=60,
                                                  validate_every=30,
                                                  methods=("supervised", "mean-teacher", "crossmatch")),
+            "finetune_gain": lambda: finetune_gain.run(shared_data, labeled=(8,), methods=("mean-teacher",), seeds=1,
+                                                       m0_iterations=60, iterations=30, validate_every=15),
         }
     return {
         "iteration_cost": lambda: iteration_cost.run(repeats=20, warmup=3),
@@ -43,6 +47,7 @@ def plan(shared_data: str, quick: bool) -> dict[str, Callable[[], object]]:
         "pseudo_throughput": lambda: pseudo_throughput.run(shared_data, volumes=8),
         "responsiveness": lambda: _responsiveness([]),
         "quality_la": lambda: quality_la.run(shared_data),
+        "finetune_gain": lambda: finetune_gain.run(shared_data),
     }
 
 
