@@ -158,6 +158,29 @@ def test_finetune_gain_starts_every_run_from_m0_with_one_schedule_and_reports_th
     assert (out / "validation_dice.png").stat().st_size > 0
 
 
+def test_full_resolution_la_cases_reach_la_vnet_as_stored_in_the_trainer_and_in_teacher_projects(fake_la):
+    """At full resolution (the GPU settings) the trainer's loader and the PLC-KD/ATSO projects
+    keep ``zscored``, so la-vnet's zscore-once feeds both the stored h5 values, as the papers do."""
+    from benchmarks._plc_teacher import add_la_cases
+    from napari_semiseg.engine.inference import prepare_input
+    from napari_semiseg.engine.training import prepare_case
+    card = load_card("la-vnet")
+    cases = _la_cases(fake_la)[:2]
+    stored = read_la_case(cases[0][1])[0]
+    from_loader = prepare_case(quality_la.source(cases[0], 1, True), card).image[0]
+    np.testing.assert_array_equal(from_loader, stored)
+    with Project.create(fake_la / "teacher") as project:
+        add_la_cases(project, cases, 1, 1)
+        volume = project.load_image(cases[0][0])
+        assert project.latest_label(cases[0][0], kinds="gold") is not None
+        assert project.latest_label(cases[1][0], kinds="gold") is None
+    np.testing.assert_array_equal(prepare_input(volume, card.preprocessing).image, stored)
+
+
+def _la_cases(root: Path) -> list[tuple[str, Path]]:
+    return [(case, root / "data" / "LA" / "2018LA_Seg_Training Set" / case / "mri_norm2.h5") for case in CASES]
+
+
 def test_finetune_gain_pairs_each_methods_gain_with_the_control_of_its_seed():
     per_run = [{"split": "validation", "N": 8, "seed": seed, "run": run, "dice": dice, "train_s": 1.0}
                for seed, dice_by_run in ((1, {"m0": 0.50, "control": 0.52, "ua-mt": 0.56}),
