@@ -72,9 +72,9 @@ def test_a_cpu_run_records_its_resolved_settings_in_events_checkpoint_and_model(
 def test_resume_is_bitwise_in_deterministic_mode(tmp_path):
     overrides = dict(card=tiny_card(dropout=True), precision="fp32", deterministic=True, lr=0.02)
     data = array_data()
-    whole = train(tiny_config(tmp_path / "whole", iterations=6, **overrides), data)
-    first = train(tiny_config(tmp_path / "split", iterations=3, **overrides), data)
-    second = train(tiny_config(tmp_path / "split", iterations=6, resume_from=str(first.checkpoint), **overrides), data)
+    whole = train(tiny_config(tmp_path / "whole", iterations=4, **overrides), data)
+    first = train(tiny_config(tmp_path / "split", iterations=2, **overrides), data)
+    second = train(tiny_config(tmp_path / "split", iterations=4, resume_from=str(first.checkpoint), **overrides), data)
     assert_same_weights(weights(whole.method.deployed_network()), weights(second.method.deployed_network()))
 
 
@@ -190,5 +190,5 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu_in_quick_mode(tmp_path):
     runs = sections["training"]["runs"]
     assert [r["mode"] for r in runs] == ["fp32-deterministic", "default"]
     assert all(0 <= r["dice"] <= 100 and r["data_wait_median"] is not None for r in runs)
-    assert {row["method"] for row in sections["iteration_cost"]["table"]} >= {"supervised", "supervised (full batch)"}
+    assert {row["method"] for row in sections["iteration_cost"]["table"]} == {"supervised", "supervised (full batch)"}
     assert sections["inference"]["table"][0]["card-grid_fp32_dice"] >= 0
