@@ -30,13 +30,14 @@ Protocol (per N and seed):
 Settings:
 
 - ``cpu``: the ``cpu-small`` card on volumes downsampled 2× in-plane (as ``quality_la --setting
-  cpu``), M0 300 steps, K = 150, validation every 30 steps. Sized from the step costs measured
-  on 2 cores (RESULTS §1: supervised 0.19 s, the six methods 0.35–1.8 s, 6.2 s for one step of
-  every fine-tuning run) plus validation and PLC-KD's pseudo-labelling: an estimate of about
-  75 minutes for N = 8, every method, 3 seeds, on 2 idle cores (not yet measured end to end);
-  N = 4 is a second command of the same size.
+  cpu``), M0 300 steps, K = 150, validation every 50 steps (M0: every 100). Sized from the
+  step costs measured on 2 cores (RESULTS §1: supervised 0.19 s, the six methods 0.35–1.8 s,
+  6.2 s for one step of every fine-tuning run), about 15 s per validation pass or evaluation
+  over the 8 validation volumes, and PLC-KD's pseudo-labelling of 72 volumes (about 2 minutes):
+  about 26 minutes per seed, 80 minutes for N = 8, every method, 3 seeds, on 2 idle cores (an
+  estimate, not yet measured end to end); N = 4 is a second command of the same size.
 - ``gpu``: the ``la-vnet`` card at full resolution on CUDA, M0 600 steps, K = 300, validation
-  every 100 steps, one seed by default (``--seeds``), meant to fit about 9 minutes on one GPU
+  every 100 steps (M0: every 200), one seed by default (``--seeds``), meant to fit about 9 minutes on one GPU
   (an estimate from the CPU step ratios; check it with ``--labeled 8`` first).
 
 Outputs in ``bench-results/finetune_gain/<setting>/``: one run folder per
@@ -64,13 +65,16 @@ from ._common import VALIDATION_CASES, describe_machine, format_table, la_list, 
 from .quality_la import best_model_file, evaluate_run, run_seconds, training_data, validation_curve
 
 SETTINGS = {
-    "cpu": {"card": "cpu-small", "downsample": 2, "m0_iterations": 300, "iterations": 150, "validate_every": 30,
+    "cpu": {"card": "cpu-small", "downsample": 2, "m0_iterations": 300, "iterations": 150, "validate_every": 50,
             "seeds": 3, "device": "cpu"},
     "gpu": {"card": "la-vnet", "downsample": 1, "m0_iterations": 600, "iterations": 300, "validate_every": 100,
             "seeds": 1, "device": "cuda"},
 }
 DEFAULT_METHODS = ("mean-teacher", "ua-mt", "ss-net", "crossmatch", "dual-branch-kd", "plc-kd")
 M0, CONTROL = "m0", "control"
+#: Validation passes in M0's run (one pass over the 8 validation volumes costs about as much as
+#: 80 supervised cpu-small steps).
+M0_VALIDATIONS = 3
 FIRST_SEED = 1337
 #: The project of M0's soft labels inside a plc-kd run folder.
 TEACHER_PROJECT = "teacher-project"
@@ -133,7 +137,7 @@ def runs_of_seed(n_labeled: int, seed: int, methods: Sequence[str], cases, setti
     def folder(name):
         return run_folder(out, n_labeled, seed, name)
     m0 = train_run(folder(M0), "supervised", n_labeled, cases, setting, iterations=m0_iterations,
-                   validate_every=max(1, m0_iterations // 5), seed=seed, device=device, force=force)
+                   validate_every=max(1, m0_iterations // M0_VALIDATIONS), seed=seed, device=device, force=force)
     start = best_model_file(m0)
     runs = {M0: m0}
     for name in (CONTROL, *methods):
@@ -304,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds 1337, 1338, ... (cpu default 3, gpu 1)")
     parser.add_argument("--m0-iterations", type=int, default=None, help="M0's supervised steps (cpu 300, gpu 600)")
     parser.add_argument("--iterations", type=int, default=None, help="fine-tuning steps K (cpu 150, gpu 300)")
-    parser.add_argument("--validate-every", type=int, default=None, help="fine-tuning validation interval")
+    parser.add_argument("--validate-every", type=int, default=None,
+                        help="fine-tuning validation interval (cpu 50, gpu 100)")
     parser.add_argument("--eval-root", default=None, help="LA root of the extra evaluation set (default --shared-data)")
     parser.add_argument("--eval-list", default=None, help="list file of an extra evaluation set")
     parser.add_argument("--device", default=None)

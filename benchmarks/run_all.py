@@ -6,7 +6,7 @@ cancelled after a few windows), pseudo-labelling throughput, the GUI responsiven
 the LA quality study (N = 4, 8, 16, every method with ATSO, the upper bound; 400 steps per
 run, from about 3 minutes for supervised to about 20 for CrossMatch on one core, about 1.5
 CPU-hours per N), and the fine-tune gain from M0 (N = 4 and 8, six methods and the control, 3
-seeds; estimated at about 75 minutes per N on 2 idle cores): about 7-8 hours for everything.
+seeds; estimated at about 80 minutes per N on 2 idle cores): about 7-8 hours for everything.
 ``--quick`` runs each at reduced sizes (minutes to an hour): fewer repeats and volumes, cpu-small
 memory only, quality at N = 8 for supervised and two methods with a short budget, the fine-tune
 gain at N = 8 for Mean Teacher and one seed. ``--only`` picks benchmarks. A failing benchmark is reported and
