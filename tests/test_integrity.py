@@ -8,11 +8,13 @@ SIGKILL, a process that reuses a dead run's pid, a case id with a trailing newli
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -95,10 +97,12 @@ def test_a_run_killed_with_sigkill_reads_interrupted_and_resumes(tmp_path, la_ro
         [sys.executable, "-m", "napari_semiseg.cli", "train", str(project), "--card", "cpu-small",
          "--iterations", "500", "--validation-count", "0", "--device", "cpu", "--param", "checkpoint_every=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment())
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
     try:
-        for line in process.stderr:
-            if line.startswith("iteration 2/500"):
-                break
+        # Off a terminal the trainer prints step 1, then every 25th: by step 25 checkpoints exist.
+        while not lines.get(timeout=300).startswith("iteration 25/500"):
+            pass
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
     finally:
@@ -107,7 +111,7 @@ def test_a_run_killed_with_sigkill_reads_interrupted_and_resumes(tmp_path, la_ro
     with Project.open(project) as store:
         run = store.runs("train")[-1]
     assert run.status == "interrupted"
-    resumed = ok(semiseg("train", project, "--resume", run.id, "--iterations", 4))
+    resumed = ok(semiseg("train", project, "--resume", run.id, "--iterations", 30))
     assert "resumed at step" in resumed.stderr
 
 
