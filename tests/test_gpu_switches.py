@@ -109,6 +109,35 @@ def test_inference_records_its_precision_and_cpu_results_do_not_depend_on_it():
     np.testing.assert_array_equal(asked_bf16.labels, fp32.labels)
 
 
+def test_semiseg_train_precision_reaches_the_run_and_is_resolved_on_the_cpu(tmp_path):
+    from data_factory import write_la_h5
+    from napari_semiseg.project import Project
+    root = tmp_path / "la"
+    for index in range(3):
+        image, label = box_case(index)
+        (root / f"case{index}").mkdir(parents=True)
+        write_la_h5(root / f"case{index}" / "mri_norm2.h5", image, label)
+    (root / "train.list").write_text("case0\ncase1\ncase2\n")
+    project = tmp_path / "project"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SEMISEG_PROJECT", None)
+
+    def semiseg(*args):
+        done = subprocess.run([sys.executable, "-m", "napari_semiseg.cli", *map(str, args)], capture_output=True,
+                              text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    semiseg("init", project)
+    semiseg("import", project, "--la-h5", root, "--list", root / "train.list", "--labeled", 3)
+    semiseg("train", project, "--card", "cpu-small", "--iterations", 1, "--validation-count", 1, "--device", "cpu",
+            "--precision", "bf16")
+    with Project.open(project) as store:
+        model = store.active_model()
+        assert model.config["precision"] == "bf16"  # what was asked, kept for a resume elsewhere
+        payload = torch.load(model.checkpoint_path, weights_only=True)
+    assert payload["compute"]["precision"] == "fp32" and payload["compute"]["deterministic"] is True
+
+
 # -- CUDA only ------------------------------------------------------------------------------------------
 
 @cuda
