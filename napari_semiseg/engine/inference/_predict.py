@@ -193,13 +193,15 @@ def _run_sweep_on_device(sweep: _Sweep, device: torch.device, window_batch: int,
     """``_run_sweep`` on CUDA: the image goes over once; windows, blending and the MC statistics
     stay on the device (all passes of a window batch in one call); results stay there too."""
     mode = sweep.mode(device)
-    with torch.inference_mode(), evaluation_mode(sweep.net, mc_dropout=sweep.mc_dropout):
-        sweep.net.to(device)
-        with network_memory_format(sweep.net, mode):
-            predictor = _WindowPredictor(sweep.net, step, 0, sweep.windows * sweep.passes, mode, sweep.passes)
-            blended = sliding_window_inference(
-                sweep.image.to(device), sweep.grid.patch, window_batch, predictor, overlap=sweep.grid.overlap,
-                mode=sweep.blending, padding_mode="constant", cval=0.0, sw_device=device, device=device)[0]
+    # Moved and reformatted outside inference mode: a caller that trains the network afterwards
+    # (the trainer's validation) must not get inference tensors back as its parameters.
+    sweep.net.to(device)
+    with network_memory_format(sweep.net, mode), torch.inference_mode(), \
+            evaluation_mode(sweep.net, mc_dropout=sweep.mc_dropout):
+        predictor = _WindowPredictor(sweep.net, step, 0, sweep.windows * sweep.passes, mode, sweep.passes)
+        blended = sliding_window_inference(
+            sweep.image.to(device), sweep.grid.patch, window_batch, predictor, overlap=sweep.grid.overlap,
+            mode=sweep.blending, padding_mode="constant", cval=0.0, sw_device=device, device=device)[0]
     if sweep.passes == 1:
         return blended, None
     samples = blended.unflatten(0, (sweep.passes, -1))  # (T, K, z, y, x)

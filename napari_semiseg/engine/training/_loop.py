@@ -333,10 +333,10 @@ class _Run:
             return True
         should_stop = None if self.context.distributed else lambda: self.stop.reason() is not None
         try:
+            mode = dict(precision=self.compute.precision, channels_last=self.compute.channels_last)
             result = validate(self.method.deployed_network(), cases, self.config.card, self.context, should_stop,
-                              precision=self.compute.precision)
-            branches = {name: validate(network, cases, self.config.card, self.context, should_stop,
-                                       precision=self.compute.precision).dice
+                              **mode)
+            branches = {name: validate(network, cases, self.config.card, self.context, should_stop, **mode).dice
                         for name, network in self.method.branch_networks().items()}
         except ValidationStopped:
             return False

@@ -47,10 +47,12 @@ def case_dice(prediction: np.ndarray, reference: np.ndarray, num_classes: int) -
 
 
 def validate(network: nn.Module, cases: Sequence[CaseSource], card: ModelCard, context: DistributedContext,
-             should_stop: Callable[[], bool] | None = None, *, precision: str = "auto") -> ValidationResult:
+             should_stop: Callable[[], bool] | None = None, *, precision: str = "auto",
+             channels_last: bool | None = None) -> ValidationResult:
     """Predict this rank's share of ``cases`` and return everyone's Dice.
 
-    ``precision`` is the run's (``predict_volume``'s meaning): bf16 windows on CUDA by default.
+    ``precision`` and ``channels_last`` are the run's (``predict_volume``'s meaning): the
+    network is validated in the memory format it trains in, so it is never converted.
 
     Raises:
         ValidationStopped: ``should_stop`` became true between or within cases.
@@ -64,7 +66,7 @@ def validate(network: nn.Module, cases: Sequence[CaseSource], card: ModelCard, c
         volume = Volume.from_array(np.asarray(image), spacing=loaded.spacing, zscored=loaded.zscored)
         try:
             prediction = predict_volume(network, volume, card, device=context.device, should_stop=should_stop,
-                                        precision=precision)
+                                        precision=precision, channels_last=channels_last)
         except Cancelled:
             raise ValidationStopped() from None
         mine[source.case_id] = case_dice(prediction.labels, np.asarray(loaded.label), card.network.num_classes)
