@@ -138,6 +138,38 @@ def test_semiseg_train_precision_reaches_the_run_and_is_resolved_on_the_cpu(tmp_
     assert payload["compute"]["precision"] == "fp32" and payload["compute"]["deterministic"] is True
 
 
+def test_the_device_resident_sweep_and_finish_agree_with_the_cpu_path_when_run_on_the_cpu():
+    """The CUDA code path (one transfer, batched MC passes, device-side finish) run on the CPU: the
+    same probabilities, labels and entropy as the CPU path; MC statistics of the right shape."""
+    from napari_semiseg.engine.inference._predict import (_finish, _finish_on_device, _prepare_sweep, _run_sweep,
+                                                          _run_sweep_on_device)
+    from napari_semiseg.engine.inference._windows import grid_for_card
+    torch.manual_seed(0)
+    card = tiny_card(dropout=True)
+    net = build_network(card.network).eval()
+    volume = Volume.from_array(box_case(3)[0])
+    grid = grid_for_card(card)
+    cpu = torch.device("cpu")
+    sweep = _prepare_sweep(net, volume, card, grid, 1, False)
+    expected, _ = _run_sweep(sweep, cpu, 2, lambda report: None)
+    resident, variance = _run_sweep_on_device(sweep, cpu, 2, lambda report: None)
+    assert variance is None
+    torch.testing.assert_close(resident, expected)
+    labels, probabilities, uncertainty, _ = _finish(expected, None, volume.shape, False)
+    labels2, probabilities2, uncertainty2, _ = _finish_on_device(resident, None, volume.shape, False)
+    np.testing.assert_array_equal(labels2, labels)
+    np.testing.assert_allclose(probabilities2, probabilities, atol=1e-6)
+    np.testing.assert_allclose(uncertainty2, uncertainty, atol=1e-5)
+    reports = []
+    mc = _prepare_sweep(net, volume, card, grid, 3, True)
+    mean, variance = _run_sweep_on_device(mc, cpu, 2, reports.append)
+    assert mean.shape == expected.shape and variance.shape == expected.shape[1:]
+    torch.testing.assert_close(mean.sum(dim=0), torch.ones_like(mean[0]))
+    assert float(variance.max()) > 0 and float(variance.min()) >= 0
+    assert reports[-1].windows_done == reports[-1].windows_total == 3 * mc.windows
+    assert not any(m.training for m in net.modules())  # modes restored
+
+
 # -- CUDA only ------------------------------------------------------------------------------------------
 
 @cuda
