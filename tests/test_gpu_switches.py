@@ -170,6 +170,28 @@ def test_the_device_resident_sweep_and_finish_agree_with_the_cpu_path_when_run_o
     assert not any(m.training for m in net.modules())  # modes restored
 
 
+@pytest.mark.parametrize("method", ["supervised", "mean-teacher", "ua-mt", "ss-net", "crossmatch", "dual-branch-kd"])
+def test_every_method_steps_under_bf16_autocast_and_channels_last_with_float32_losses(method):
+    """The CUDA default mode's step, run on the CPU's own bf16 autocast: no dtype clash in any
+    method, and every loss comes back float32 and finite."""
+    from benchmarks.iteration_cost import _prepared, _to, trainer_batch
+    from napari_semiseg.engine.methods import StepInfo, create_method
+    from napari_semiseg.engine.training import build_optimizer
+    card = tiny_card(dropout=True)
+    mode = ComputeMode("bf16", True, False, "cpu")  # what resolve gives on CUDA, on this device
+    torch.manual_seed(0)
+    trained = _prepared(create_method(method, card), torch.device("cpu"), mode, False)
+    trained.set_training(True)
+    optimizer = build_optimizer(trained.parameters(), TrainConfig.from_card(card, "unused", method=method))
+    batch = _to(trainer_batch(trained, card, batch_labeled=2, batch_unlabeled=2), torch.device("cpu"), mode)
+    with mode.autocast():
+        losses = trained.training_step(batch, StepInfo(0, 10, 0.01))
+    losses["total"].backward()
+    optimizer.step()
+    assert {name: value.dtype for name, value in losses.items()} == {name: torch.float32 for name in losses}
+    assert torch.isfinite(losses["total"]) and is_channels_last(trained.deployed_network())
+
+
 # -- CUDA only ------------------------------------------------------------------------------------------
 
 @cuda

@@ -70,9 +70,9 @@ class ComputeMode:
         return asdict(self)
 
     def autocast(self):
-        """The context the forward passes run in: bf16 autocast on CUDA, else nothing."""
+        """The context the forward passes run in: bf16 autocast (on CUDA, as ``resolve`` makes it), else nothing."""
         if self.precision == "bf16":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def prepare_network(self, net: nn.Module) -> nn.Module:
@@ -113,11 +113,13 @@ class ComputeMode:
 
 
 def is_channels_last(net: nn.Module) -> bool:
-    """Whether ``net``'s first 5-D weight is stored in ``channels_last_3d`` (and not also contiguous)."""
+    """Whether ``net``'s 5-D weights are stored in ``channels_last_3d``, judged by the first one whose
+    two layouts differ (a weight with one input channel is laid out alike in both)."""
     for parameter in net.parameters():
         if parameter.ndim == 5:
-            return (parameter.is_contiguous(memory_format=torch.channels_last_3d)
-                    and not parameter.is_contiguous())
+            last = parameter.is_contiguous(memory_format=torch.channels_last_3d)
+            if last != parameter.is_contiguous():
+                return last
     return False
 
 
