@@ -30,15 +30,17 @@ from ._schema import schema_version
 BUSY_TIMEOUT_MS = 60_000
 
 
-#: What to do when SQLite fails because of where the file lies, by its primary result code.
+#: What to do when SQLite fails because of where the file lies, by its primary result code
+#: (by number: the ``sqlite3.SQLITE_*`` names need Python 3.11, and setup.cfg allows 3.10):
+#: SQLITE_FULL 13, READONLY 8, CANTOPEN 14, PERM 3, IOERR 10.
 _ENVIRONMENT_HINTS = {
-    sqlite3.SQLITE_FULL: "the disk is full: free some space and try again",
-    sqlite3.SQLITE_READONLY: "project.db is read-only: make it writable, or copy the project "
+    13: "the disk is full: free some space and try again",
+    8: "project.db is read-only: make it writable, or copy the project "
                              "to a folder you can write",
-    sqlite3.SQLITE_CANTOPEN: "SQLite cannot create its files beside project.db: the project folder "
+    14: "SQLite cannot create its files beside project.db: the project folder "
                              "may be read-only (make it writable, or copy the project elsewhere)",
-    sqlite3.SQLITE_PERM: "permission denied: make the project folder and project.db writable",
-    sqlite3.SQLITE_IOERR: "the disk failed to read or write it (full, removed, or failing)",
+    3: "permission denied: make the project folder and project.db writable",
+    10: "the disk failed to read or write it (full, removed, or failing)",
 }
 
 
