@@ -37,8 +37,15 @@ Settings:
   about 26 minutes per seed, 80 minutes for N = 8, every method, 3 seeds, on 2 idle cores (an
   estimate, not yet measured end to end); N = 4 is a second command of the same size.
 - ``gpu``: the ``la-vnet`` card at full resolution on CUDA, M0 600 steps, K = 300, validation
-  every 100 steps (M0: every 200), one seed by default (``--seeds``), meant to fit about 9 minutes on one GPU
-  (an estimate from the CPU step ratios; check it with ``--labeled 8`` first).
+  every 100 steps (M0: every 200), one seed by default (``--seeds``), sliding windows at overlap
+  0.625 instead of the papers' dense stride for every run (validation, evaluation, PLC-KD's
+  teacher). Measured on an H200 with fake LA volumes of the real size (timing only, 2026-12-04):
+  with the dense stride a validation pass took 14.5 s and N = 8 with every method needed about
+  14 minutes (it was stopped at 8); at overlap 0.625 a pass takes 5.5 s, and M0 + control +
+  CrossMatch + PLC-KD (its teacher project and all evaluations included) took 214 s: M0 40 s,
+  control 25 s, CrossMatch 56 s, PLC-KD 31 s per run. The other four methods took 58–74 s each
+  with the dense stride, about 30–47 s at overlap 0.625: N = 8 with every method, one seed, is
+  estimated at about 6 minutes (not run end to end).
 
 Outputs in ``bench-results/finetune_gain/<setting>/``: one run folder per
 ``N<n>/seed<s>/<m0|control|method>`` with its ``events.jsonl``; ``per_case.csv``,
@@ -67,8 +74,11 @@ from .quality_la import best_model_file, evaluate_run, run_seconds, training_dat
 SETTINGS = {
     "cpu": {"card": "cpu-small", "downsample": 2, "m0_iterations": 300, "iterations": 150, "validate_every": 50,
             "seeds": 3, "device": "cpu"},
+    # la-vnet's dense stride 4×18×18 made each validation pass over 8 volumes 14.5 s on an H200, more than
+    # 300 steps of most methods: validation, evaluation and PLC-KD's teacher use overlap 0.625 instead
+    # (5.5 s; RESULTS §2: 0.38 Dice points from the dense grid on CPU), the same for every run.
     "gpu": {"card": "la-vnet", "downsample": 1, "m0_iterations": 600, "iterations": 300, "validate_every": 100,
-            "seeds": 1, "device": "cuda"},
+            "seeds": 1, "device": "cuda", "inference_overlap": 0.625},
 }
 DEFAULT_METHODS = ("mean-teacher", "ua-mt", "ss-net", "crossmatch", "dual-branch-kd", "plc-kd")
 M0, CONTROL = "m0", "control"
@@ -90,6 +100,18 @@ def finished(run_dir: Path) -> bool:
     return events.is_file() and '"finished"' in events.read_text()
 
 
+def setting_card(setting: dict):
+    """The setting's card; its sliding window set to ``inference_overlap`` when the setting has one
+    (the card travels with each kept model, so evaluation and PLC-KD's teacher use it too)."""
+    import dataclasses
+    from napari_semiseg.engine.cards import load_card
+    card = load_card(setting["card"])
+    if setting.get("inference_overlap") is None:
+        return card
+    window = dataclasses.replace(card.inference, stride=None, overlap=setting["inference_overlap"])
+    return dataclasses.replace(card, inference=window)
+
+
 def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, *, iterations: int,
               validate_every: int, seed: int, device: str, init_from: Path | None = None,
               method_params: dict | None = None, force: bool = False) -> Path:
@@ -98,7 +120,6 @@ def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, 
     Every run of a setting shares the card's optimiser, learning rate and schedule over its own
     ``iterations``; ``method_params`` are added to the method's defaults and fitted ramps.
     """
-    from napari_semiseg.engine.cards import load_card
     from napari_semiseg.engine.methods import get_method
     from napari_semiseg.engine.training import TrainConfig, train
     if finished(run_dir) and not force:
@@ -107,7 +128,7 @@ def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, 
     for stale in ("events.jsonl", "checkpoint.pt", "best_model.pt", "model.pt"):
         (run_dir / stale).unlink(missing_ok=True)
     params = {**get_method(method).schedule_for(iterations), **(method_params or {})}
-    config = TrainConfig.from_card(load_card(setting["card"]), run_dir, method=method, method_params=params,
+    config = TrainConfig.from_card(setting_card(setting), run_dir, method=method, method_params=params,
                                    iterations=iterations, validate_every=validate_every, checkpoint_every=0,
                                    log_every=10, seed=seed, device=device, cache_volumes=len(cases),
                                    init_from=None if init_from is None else str(init_from))
