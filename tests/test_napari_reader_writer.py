@@ -96,6 +96,24 @@ def test_la_h5_gives_image_and_labels_transposed_to_z_y_x(tmp_path, viewer):
         np.testing.assert_allclose(layer.scale, (0.625,) * 3)
 
 
+def test_an_h5_file_without_an_la_image_is_left_to_other_readers(tmp_path):
+    """HDF5 is a container (Keras weights, AnnData, Imaris): claiming every .h5 would hide the
+    plugins that read those, since napari tries the next reader only when this one says None."""
+    la = tmp_path / "mri_norm2.h5"
+    with h5py.File(la, "w") as h5:
+        h5["image"] = np.zeros((6, 5, 4), np.float32)
+    weights, flat, text = tmp_path / "weights.h5", tmp_path / "flat.hdf5", tmp_path / "notes.h5"
+    with h5py.File(weights, "w") as h5:
+        h5.create_group("model_weights")["kernel"] = np.zeros((3, 3), np.float32)
+    with h5py.File(flat, "w") as h5:
+        h5["image"] = np.zeros((5, 4), np.float32)  # a 2-D picture, not a volume
+    text.write_text("not HDF5 at all")
+    assert napari_get_reader(str(la)) is not None
+    for other in (weights, flat, text, tmp_path / "missing.h5"):
+        assert napari_get_reader(str(other)) is None, other.name
+    assert napari_get_reader([str(la), str(weights)]) is None
+
+
 def _write_dicom_series(folder: Path, array: np.ndarray, pixel_spacing_xy, z_step, origin_xyz):
     """One .dcm file per z slice, positions along z (a minimal MR series GDCM sorts)."""
     uid = "1.2.826.0.1.3680043.2.1125.1.4242"

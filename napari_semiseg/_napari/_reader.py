@@ -2,7 +2,9 @@
 
 Every file becomes an Image layer placed by its geometry (``scale`` = spacing,
 ``translate`` = origin); a file that carries its label (the LA ``mri_norm2.h5``) adds a Labels
-layer on the same grid. A file that cannot be read raises ``VolumeError`` naming the file and
+layer on the same grid. An ``.h5``/``.hdf5`` file is taken only when it holds the LA layout's
+3-D ``image`` dataset: HDF5 is a container many plugins read, and napari offers a file to the
+next reader only when this one returns None. A file that cannot be read raises ``VolumeError`` naming the file and
 the problem, and napari shows that message.
 """
 
@@ -11,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ..io import holds_la_image
 from ._layers import LayerDataTuple, layer_name_for, volume_layers
 
 #: File name endings this reader claims (lower case); the manifest lists the same patterns.
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".h5", ".hdf5", ".dcm")
+#: Endings of HDF5 containers: claimed only when the file holds an LA-style ``image``.
+HDF5_SUFFIXES = (".h5", ".hdf5")
 
 #: A folder is offered to this reader when it holds DICOM files; only a few are sniffed.
 _DICOM_SNIFF_LIMIT = 20
@@ -55,7 +60,10 @@ def _one_path_per_volume(path: str | list[str]) -> list[Path]:
 def _is_readable(path: Path) -> bool:
     if path.is_dir():
         return _looks_like_dicom_folder(path)
-    return path.name.lower().endswith(VOLUME_SUFFIXES)
+    name = path.name.lower()
+    if name.endswith(HDF5_SUFFIXES):
+        return holds_la_image(path)
+    return name.endswith(VOLUME_SUFFIXES)
 
 
 def _looks_like_dicom_folder(folder: Path) -> bool:

@@ -51,6 +51,20 @@ def read_la_h5(path: Path, spacing: tuple[float, float, float] | None = None
     return image, Geometry(image.shape, spacing), label
 
 
+def holds_la_image(path: Path) -> bool:
+    """True when ``path`` is an HDF5 file with a 3-D ``image`` dataset, as the LA benchmark's are.
+
+    Only the header is read. Any other file named ``.h5`` (a Keras model, an AnnData or an
+    Imaris file) is for other programs, so this says no instead of raising.
+    """
+    try:
+        with h5py.File(path, "r") as handle:
+            image = handle.get("image")
+            return isinstance(image, h5py.Dataset) and image.ndim == 3
+    except OSError:
+        return False
+
+
 def _zyx(dataset, path: Path, name: str) -> np.ndarray:
     if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 3:
         shape = getattr(dataset, "shape", "a group")
