@@ -30,12 +30,13 @@ Protocol (per N and seed):
 Settings:
 
 - ``cpu``: the ``cpu-small`` card on volumes downsampled 2× in-plane (as ``quality_la --setting
-  cpu``), M0 300 steps, K = 150, validation every 50 steps (M0: every 100). Sized from the
-  step costs measured on 2 cores (RESULTS §1: supervised 0.19 s, the six methods 0.35–1.8 s,
-  6.2 s for one step of every fine-tuning run), about 15 s per validation pass or evaluation
-  over the 8 validation volumes, and PLC-KD's pseudo-labelling of 72 volumes (about 2 minutes):
-  about 26 minutes per seed, 80 minutes for N = 8, every method, 3 seeds, on 2 idle cores (an
-  estimate, not yet measured end to end); N = 4 is a second command of the same size.
+  cpu``), M0 300 steps, K = 150, validation every 50 steps (M0: every 100), sliding windows at
+  overlap 0.25. Sized from the step costs measured on 2 cores (RESULTS §1: supervised 0.19 s,
+  the six methods 0.35–1.8 s, 6.2 s for one step of every fine-tuning run), about 15 s per
+  validation pass or evaluation over the 8 validation volumes, and PLC-KD's pseudo-labelling
+  of 72 volumes (about 2 minutes): about 26 minutes per seed, 80 minutes for N = 8, every
+  method, 3 seeds, on 2 idle cores (an estimate, not yet measured end to end); N = 4 is a
+  second command of the same size, and its table keeps the N = 8 rows.
 - ``gpu``: the ``la-vnet`` card at full resolution on CUDA, M0 600 steps, K = 300, validation
   every 100 steps (M0: every 200), one seed by default (``--seeds``), sliding windows at overlap
   0.625 instead of the papers' dense stride for every run (validation, evaluation, PLC-KD's
@@ -72,8 +73,10 @@ from ._common import VALIDATION_CASES, describe_machine, format_table, la_list, 
 from .quality_la import best_model_file, evaluate_run, run_seconds, training_data, validation_curve
 
 SETTINGS = {
+    # Overlap 0.25 (cpu-small's grid until issue 17 raised it to 0.5 against seams in pictures):
+    # 0.5 has 2.5× the windows on these volumes, and validation would no longer fit the 90 minutes.
     "cpu": {"card": "cpu-small", "downsample": 2, "m0_iterations": 300, "iterations": 150, "validate_every": 50,
-            "seeds": 3, "device": "cpu"},
+            "seeds": 3, "device": "cpu", "inference_overlap": 0.25},
     # la-vnet's dense stride 4×18×18 made each validation pass over 8 volumes 14.5 s on an H200, more than
     # 300 steps of most methods: validation, evaluation and PLC-KD's teacher use overlap 0.625 instead
     # (5.5 s; RESULTS §2: 0.38 Dice points from the dense grid on CPU), the same for every run.
@@ -184,6 +187,18 @@ def mean_curve(curves: Sequence[list[tuple[int, float]]], offset: int = 0) -> li
     return [(offset + step, float(np.mean([dict(c)[step] for c in curves]))) for step in common]
 
 
+def mean_curves(per_run: list[dict], out: Path) -> dict[tuple[int, str], list[tuple[int, float]]]:
+    """Per (N, run): the validation curve averaged over the seeds of ``per_run``, each fine-tuning
+    run's placed after its M0's steps."""
+    rows = [r for r in per_run if r["split"] == "validation"]
+    curves = {}
+    for n, name in dict.fromkeys((r["N"], r["run"]) for r in rows):
+        seeds = [r["seed"] for r in rows if (r["N"], r["run"]) == (n, name)]
+        offset = 0 if name == M0 else next((r["iterations"] for r in rows if (r["N"], r["run"]) == (n, M0)), 0)
+        curves[n, name] = mean_curve([validation_curve(run_folder(out, n, seed, name)) for seed in seeds], offset)
+    return curves
+
+
 def plot_curves(curves: dict[tuple[int, str], list[tuple[int, float]]], m0_iterations: int, path: Path) -> Path | None:
     """One panel per N: M0's mean curve, then each fine-tuning run's after it (dashed line at the start)."""
     try:
@@ -260,6 +275,26 @@ def dice_table(summary: list[dict], split: str) -> list[dict]:
     return list(table.values())
 
 
+def earlier_rows(path: Path, labeled: Sequence[int]) -> list[dict]:
+    """The rows of ``path`` (a CSV this script wrote) for the N values not in ``labeled``."""
+    import csv
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        rows = [row for row in csv.DictReader(handle) if int(row["N"]) not in set(labeled)]
+    numbers = {"N": int, "seed": int, "cases": int, "iterations": int}
+    return [{key: numbers[key](value) if key in numbers else _number(value) for key, value in row.items()}
+            for row in rows]
+
+
+def _number(text: str):
+    """A CSV cell back as a float where it is one (metrics), else the text (names)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int] = (4, 8),
         methods: Sequence[str] = DEFAULT_METHODS, seeds: int | None = None, m0_iterations: int | None = None,
         iterations: int | None = None, validate_every: int | None = None, eval_root: str | None = None,
@@ -287,25 +322,22 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
     if eval_list:
         splits.append((Path(eval_list).name, la_list(eval_root or shared_data, eval_list)))
     out = out or results_dir("finetune_gain") / setting
-    per_case, per_run, curves = [], [], {}
+    # Rows of other N from an earlier call stay: N = 4 and N = 8 may be two commands, one table.
+    per_case, per_run = earlier_rows(out / "per_case.csv", labeled), earlier_rows(out / "per_run.csv", labeled)
     for n in labeled:
-        seed_curves: dict[str, list] = {}
         for seed in seed_list:
             runs = runs_of_seed(n, seed, methods, cases, settings, out, m0_iterations=m0_iterations,
                                 iterations=iterations, validate_every=validate_every, device=device, force=force)
             for name, run_dir in runs.items():
-                seed_curves.setdefault(name, []).append(validation_curve(run_dir))
                 for split, eval_cases in splits:
                     rows = evaluate_run(run_dir, eval_cases, settings["downsample"], device)
                     per_case += [{"N": n, "seed": seed, "run": name, "split": split, **row} for row in rows]
                     per_run.append(run_row(n, seed, name, split, rows, run_dir))
             write_csv(out / "per_case.csv", per_case)
             write_csv(out / "per_run.csv", per_run)
-        for name, seeds_curves in seed_curves.items():
-            curves[n, name] = mean_curve(seeds_curves, 0 if name == M0 else m0_iterations)
     summary = summarise(per_run)
     write_csv(out / "summary.csv", summary)
-    plot_curves(curves, m0_iterations, out / "validation_dice.png")
+    plot_curves(mean_curves(per_run, out), m0_iterations, out / "validation_dice.png")
     lines = [f"## LA fine-tune gain, setting {setting}", "",
              f"M0: supervised, {m0_iterations} steps; then {iterations} steps from M0 of the control (supervised, "
              f"same N labels) and of each method (+ {len(cases) - VALIDATION_CASES} − N unlabelled volumes); "

@@ -198,6 +198,21 @@ def test_finetune_gain_pairs_each_methods_gain_with_the_control_of_its_seed():
                                                                               "N=8": "50.7 ± 4.7 (+1.7 ± 2.1)"}
 
 
+def test_finetune_gain_keeps_the_rows_of_an_earlier_n_for_one_table(tmp_path):
+    """N = 8 then N = 4 as two commands: the second call keeps the first one's N = 8 rows."""
+    from benchmarks._common import write_csv
+    rows = [{"N": n, "seed": 1337, "run": run, "split": "validation", "cases": 8, "iterations": 150,
+             "train_s": 12.5, "dice": dice, "jaccard": 0.4, "hd95_vox": float("nan"), "asd_vox": 3.0}
+            for n, run, dice in ((8, "m0", 0.5), (8, "control", 0.52), (8, "ua-mt", 0.55), (4, "m0", 0.4))]
+    path = write_csv(tmp_path / "per_run.csv", rows)
+    kept = finetune_gain.earlier_rows(path, labeled=[4])
+    assert [(r["N"], r["run"]) for r in kept] == [(8, "m0"), (8, "control"), (8, "ua-mt")]
+    assert kept[2]["dice"] == 0.55 and kept[2]["seed"] == 1337 and np.isnan(kept[0]["hd95_vox"])
+    gains = {r["run"]: r["gain_vs_control_pts"] for r in finetune_gain.summarise(kept)}
+    assert gains["ua-mt"] == pytest.approx(3.0)
+    assert finetune_gain.earlier_rows(tmp_path / "absent.csv", labeled=[4]) == []
+
+
 def test_inference_speed_compares_both_grids(fake_la):
     rows = inference_speed.run(fake_la / "data", cases=1, train_iterations=1, overlaps=(0.25, 0.5))
     assert inference_speed.paper_stride((80, 112, 112)) == (4, 18, 18)
