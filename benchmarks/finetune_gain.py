@@ -51,7 +51,8 @@ Settings:
 Outputs in ``bench-results/finetune_gain/<setting>/``: one run folder per
 ``N<n>/seed<s>/<m0|control|method>`` with its ``events.jsonl``; ``per_case.csv``,
 ``per_run.csv`` (one row per run and evaluation split), ``summary.csv`` and ``summary.md`` (the
-table), ``validation_dice.png`` (the curves). A finished run is reused (``--force`` retrains).
+table), ``validation_dice.png`` (the curves), ``losses.csv`` (each run's loss terms, learning
+rate and consistency weight every 10 steps). A finished run is reused (``--force`` retrains).
 
 Usage::
 
@@ -199,6 +200,20 @@ def mean_curves(per_run: list[dict], out: Path) -> dict[tuple[int, str], list[tu
     return curves
 
 
+def loss_rows(per_run: list[dict], out: Path) -> list[dict]:
+    """Every logged step of every run in ``per_run``: its learning rate and each loss term the
+    method reports (the consistency weight among them), to see why a method does or does not gain."""
+    from napari_semiseg.engine.training import read_events
+    rows = []
+    for n, seed, name in dict.fromkeys((r["N"], r["seed"], r["run"]) for r in per_run):
+        events = run_folder(out, n, seed, name) / "events.jsonl"
+        for event in read_events(events) if events.is_file() else []:
+            if event["event"] == "iteration":
+                rows.append({"N": n, "seed": seed, "run": name, "iteration": event["iteration"], "lr": event["lr"],
+                             **event.get("losses", {})})
+    return rows
+
+
 def plot_curves(curves: dict[tuple[int, str], list[tuple[int, float]]], m0_iterations: int, path: Path) -> Path | None:
     """One panel per N: M0's mean curve, then each fine-tuning run's after it (dashed line at the start)."""
     try:
@@ -338,6 +353,7 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
     summary = summarise(per_run)
     write_csv(out / "summary.csv", summary)
     plot_curves(mean_curves(per_run, out), m0_iterations, out / "validation_dice.png")
+    write_csv(out / "losses.csv", loss_rows(per_run, out))
     lines = [f"## LA fine-tune gain, setting {setting}", "",
              f"M0: supervised, {m0_iterations} steps; then {iterations} steps from M0 of the control (supervised, "
              f"same N labels) and of each method (+ {len(cases) - VALIDATION_CASES} − N unlabelled volumes); "

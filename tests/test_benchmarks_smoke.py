@@ -156,6 +156,8 @@ def test_finetune_gain_starts_every_run_from_m0_with_one_schedule_and_reports_th
     m0_cell = f"{100 * rows['validation', 'm0']['dice_mean']:.1f} ± {100 * rows['validation', 'm0']['dice_std']:.1f}"
     assert f"| m0 | {m0_cell} |" in text, "the Dice table the README quotes"
     assert (out / "validation_dice.png").stat().st_size > 0
+    losses = _rows(out / "losses.csv")
+    assert {r["run"] for r in losses} == {"m0", "control", "plc-kd"} and all(float(r["total"]) >= 0 for r in losses)
 
 
 def test_full_resolution_la_cases_reach_la_vnet_as_stored_in_the_trainer_and_in_teacher_projects(fake_la):
