@@ -43,6 +43,11 @@ def test_package_copy_of_the_manifest_is_the_root_one():
         (REPO / "napari.yaml").read_text()
 
 
+def test_manifest_names_the_napari_hub_categories_of_what_the_plugin_does(manifest):
+    assert [str(c.value if hasattr(c, "value") else c) for c in manifest.categories] == [
+        "Segmentation", "Annotation", "IO", "Dataset"]
+
+
 def test_every_command_resolves_to_a_callable(manifest):
     for command in manifest.contributions.commands:
         module_name, attribute = command.python_name.split(":")

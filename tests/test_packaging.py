@@ -49,3 +49,27 @@ def test_requirements_carry_no_qt_binding(wheel):
     unconditional = [r for r in requires if "extra ==" not in r]
     assert not [r for r in unconditional if any(q in r for q in ("PyQt", "PySide"))]
     assert any(r.startswith("Requires-Dist: torch>=2.1") for r in unconditional)
+
+
+def _metadata(wheel: zipfile.ZipFile) -> list[str]:
+    (name,) = [n for n in wheel.namelist() if n.endswith("METADATA")]
+    return wheel.read(name).decode().splitlines()
+
+
+def test_metadata_tells_the_napari_hub_who_made_it_for_which_systems(wheel):
+    """What napari-hub shows on the plugin's page comes from these fields."""
+    lines = _metadata(wheel)
+    assert "Author: napari-semiseg developers" in lines
+    classifiers = {line.removeprefix("Classifier: ") for line in lines if line.startswith("Classifier: ")}
+    assert {"Framework :: napari", "Development Status :: 3 - Alpha", "Operating System :: POSIX :: Linux",
+            "Programming Language :: Python :: 3.10", "Programming Language :: Python :: 3.11"} <= classifiers
+    # The oldest Python version named is the oldest the package accepts.
+    (requires_python,) = [line for line in lines if line.startswith("Requires-Python: ")]
+    assert requires_python == "Requires-Python: >=3.10"
+
+
+def test_magicgui_is_not_required_since_no_module_uses_it(wheel):
+    sources = [wheel.read(n).decode() for n in wheel.namelist() if n.endswith(".py")]
+    assert not any("magicgui" in source for source in sources)
+    requires = [line for line in _metadata(wheel) if line.startswith("Requires-Dist")]
+    assert not [r for r in requires if "magicgui" in r.lower()]
