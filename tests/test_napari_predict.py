@@ -85,7 +85,7 @@ def test_predict_shows_labels_soft_label_and_uncertainty_on_the_case_grid(
     assert "Active model" in predict_panel.model_combo.currentText()
     predict_panel.save_check.setChecked(True)
     assert predict_panel.request() == PredictRequest(model_id=None, mc_samples=0, largest_component=False,
-                                                     paper_grid=False, overlap=0.25, device="auto",
+                                                     paper_grid=False, overlap=0.5, device="auto",
                                                      save_version=True)
 
     reports = _run(predict_panel, qtbot)
