@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -87,7 +88,9 @@ def test_train_registers_and_activates_a_model(trained):
     project, result = trained
     assert "registered model version 1 (active)" in result.stdout
     assert "validation (1): case2 [carved: the last 1 of the labelled cases]" in result.stderr
-    assert "iteration 4/4" in result.stderr
+    (progress,) = [line for line in result.stderr.splitlines() if line.startswith("iteration 4/4")]
+    # The logged "dice" is the Dice loss: shown under that name, never as a bare "dice 0.55".
+    assert re.search(r"\bdice loss \d", progress) and not re.search(r"\bdice \d", progress), progress
     with Project.open(project) as store:
         model = store.active_model()
         assert model is not None and model.id == 1 and model.method == "supervised"
@@ -106,7 +109,7 @@ def test_validation_cases_may_be_held_out_h5_references(tmp_path, la_root):
     """An unlabelled LA case validates with the label its h5 file carries, without becoming
     labelled or being trained on as unlabelled."""
     project = new_project(tmp_path / "proj", la_root)
-    ok(semiseg("train", project, "--card", "cpu-small", "--iterations", 2, "--labeled", 2,
+    ok(semiseg("train", project, "--card", "cpu-small", "--iterations", 2, "--labelled", 2,
                "--validation-cases", "case3", "--device", "cpu"))
     with Project.open(project) as store:
         model = store.active_model()
@@ -116,6 +119,21 @@ def test_validation_cases_may_be_held_out_h5_references(tmp_path, la_root):
         assert [c["case_id"] for c in data["unlabeled"]] == ["case2"]
         assert model.metrics["validation_per_case"].keys() == {"case3"}
         assert store.latest_label("case3") is None  # still no label version
+
+
+def test_a_run_nothing_validated_is_registered_but_made_active_only_when_asked(tmp_path, la_root):
+    project = new_project(tmp_path / "proj", la_root)
+    common = ("--card", "cpu-small", "--iterations", 1, "--validation-count", 0, "--device", "cpu")
+    asked = ok(semiseg("train", project, *common, "--activate-anyway"))
+    assert "registered model version 1 (active)" in asked.stdout
+    unvalidated = ok(semiseg("train", project, *common, "--labeled", 2))  # the alias of --labelled
+    assert "labelled (2): case0, case1" in unvalidated.stderr
+    assert "registered model version 2:" in unvalidated.stdout
+    assert "not made active: no validation case measured it" in unvalidated.stdout
+    assert f"semiseg models {project} --activate 2" in unvalidated.stdout
+    with Project.open(project) as store:
+        assert [m.id for m in store.models()] == [1, 2]
+        assert store.active_model().id == 1  # predictions keep coming from the model that was active
 
 
 def test_infer_stores_prediction_versions_with_soft_labels(trained):
@@ -251,7 +269,9 @@ def stopped_and_resumed(tmp_path_factory, la_root):
             process.kill()
     with Project.open(project) as store:
         run = store.runs("train")[-1]
-    resumed = semiseg("train", project, "--resume", run.id, "--iterations", run.result["iteration"] + 2)
+    # Nothing validates this run: only --activate-anyway makes its version the active one.
+    resumed = semiseg("train", project, "--resume", run.id, "--iterations", run.result["iteration"] + 2,
+                      "--activate-anyway")
     return project, process.returncode, stdout, run, resumed
 
 
@@ -279,7 +299,7 @@ def test_ctrl_c_stops_keeping_weights_and_resume_continues(stopped_and_resumed):
 def test_models_lists_versions_and_activate_rolls_back(stopped_and_resumed, la_root):
     project = stopped_and_resumed[0]
     ok(semiseg("train", project, "--card", "cpu-small", "--iterations", 1, "--validation-count", 0,
-               "--init-from", "active", "--device", "cpu"))
+               "--init-from", "active", "--device", "cpu", "--activate-anyway"))
     listed = ok(semiseg("models", project))
     lines = listed.stdout.splitlines()
     assert lines[0].split() == ["active", "id", "name", "method", "parent", "created", "iterations", "val",

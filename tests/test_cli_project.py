@@ -102,7 +102,7 @@ def test_la_import_from_the_command_line(tmp_path):
     project = tmp_path / "la"
     semiseg("init", project)
     imported = semiseg("import", project, "--la-h5", root, "--list", root / "train.list",
-                       "--labeled", 1)
+                       "--labelled", 1)  # the documented spelling; --labeled below is its alias
     assert imported.returncode == 0, imported.stderr
     listed = semiseg("cases", project)
     rows = table_rows(listed.stdout)
@@ -110,8 +110,8 @@ def test_la_import_from_the_command_line(tmp_path):
     assert rows["P4"][4:] == ["unlabelled", "-", "0"]
     assert listed.stdout.strip().splitlines()[-1] == "4 cases: 1 gold, 3 unlabelled"
     assert_user_error(semiseg("import", project, "--la-h5", root, "--labeled", 9),
-                      "--labeled 9 is outside 0..4")
-    assert_user_error(semiseg("import", project, "--la-h5", root), "needs --labeled N")
+                      "--labelled 9 is outside 0..4")
+    assert_user_error(semiseg("import", project, "--la-h5", root), "needs --labelled N")
     assert_user_error(semiseg("import", project, root), "no volumes found", "--la-h5 ROOT")
 
 

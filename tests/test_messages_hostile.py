@@ -93,7 +93,7 @@ def trained(tmp_path_factory, la_root) -> Path:
     """A project with one model version (one iteration of cpu-small)."""
     project = new_project(tmp_path_factory.mktemp("trained") / "proj", la_root)
     assert main(["train", str(project), "--card", "cpu-small", "--iterations", "1", "--validation-count", "0",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--activate-anyway"]) == 0
     return project
 
 

@@ -20,6 +20,13 @@ def add_project_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"the project folder (default: ${PROJECT_ENV})")
 
 
+def add_labelled_count_argument(parser: argparse.ArgumentParser, *, type, help: str) -> None:
+    """``--labelled N`` (the product's spelling, as in ``--split labelled``) and, unlisted in
+    the help, its alias ``--labeled N`` (the LA papers' and earlier releases' spelling)."""
+    parser.add_argument("--labelled", dest="labeled", type=type, metavar="N", help=help)
+    parser.add_argument("--labeled", dest="labeled", type=type, metavar="N", help=argparse.SUPPRESS)
+
+
 def project_folder(given: str | None) -> str:
     """The project folder given on the command line, else ``$SEMISEG_PROJECT``.
 

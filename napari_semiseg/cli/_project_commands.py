@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..errors import SemisegError
 from ..project import LABEL_KINDS, SPLITS, CaseSummary, Project, import_folder, import_la
-from ._common import (add_project_argument, format_table, open_project, progress_printer,
-                      project_folder)
+from ._common import (add_labelled_count_argument, add_project_argument, format_table, open_project,
+                      progress_printer, project_folder)
 
 #: Summary-line name of cases that have no label version yet.
 NO_LABEL = "unlabelled"
@@ -46,7 +46,7 @@ def _register_import(subparsers) -> None:
         "import", help="add volumes (a folder, or the LA benchmark layout) to a project",
         description="Add cases to a project. Either a FOLDER of volumes (labels matched by name "
                     "from --labels: X.nii.gz or X_seg/_label/_labels/_mask/_gt.nii.gz), or the LA "
-                    "layout with --la-h5 ROOT --list FILE --labeled N. Re-running adds only what "
+                    "layout with --la-h5 ROOT --list FILE --labelled N. Re-running adds only what "
                     "is missing. Every voxel is checked first: a truncated, unreadable or NaN/inf "
                     "file is refused and listed with its reason, the others are imported, and the "
                     "exit status is 1.")
@@ -64,8 +64,8 @@ def _register_import(subparsers) -> None:
     parser.add_argument("--list", metavar="FILE",
                         help="with --la-h5: the case list in benchmark order "
                              "(default ROOT/train.list)")
-    parser.add_argument("--labeled", type=int, metavar="N",
-                        help="with --la-h5: the first N listed cases are labelled (gold)")
+    add_labelled_count_argument(parser, type=int,
+                                help="with --la-h5: the first N listed cases are labelled (gold)")
     parser.set_defaults(handler=run_import)
 
 
@@ -95,15 +95,15 @@ def _import_positionals(args: argparse.Namespace) -> tuple[str | None, str | Non
         if args.folder is not None:
             raise SemisegError("give either a FOLDER to import or --la-h5 ROOT, not both")
         if args.labeled is None:
-            raise SemisegError("--la-h5 needs --labeled N (how many of the first listed cases "
+            raise SemisegError("--la-h5 needs --labelled N (how many of the first listed cases "
                                "are labelled)")
         return args.project, None
     if args.list is not None or args.labeled is not None:
-        raise SemisegError("--list and --labeled go with --la-h5 ROOT")
+        raise SemisegError("--list and --labelled go with --la-h5 ROOT")
     if args.folder is None:
         if args.project is None:
             raise SemisegError("nothing to import: give PROJECT FOLDER, or PROJECT --la-h5 ROOT "
-                               "--list FILE --labeled N")
+                               "--list FILE --labelled N")
         # One positional: the folder to import into $SEMISEG_PROJECT.
         return None, args.project
     return args.project, args.folder

@@ -4,7 +4,7 @@ Which cases (decided here, printed, and recorded in the project's run record):
 
 - labelled: cases (in catalogue order) that have a gold or corrected label version; the
   newest such version is trained on, pinned by its id. A later prediction version does not
-  take a case out of the labelled set. ``--labeled N`` keeps the first N of them (the LA
+  take a case out of the labelled set. ``--labelled N`` keeps the first N of them (the LA
   protocol: the first N of ``train.list``); the labels of the others are then ignored and
   those cases count as unlabelled.
 - validation (never trained on, not even as unlabelled): ``--validation-cases`` if given,
@@ -19,7 +19,9 @@ checkpoints, model). Ctrl-C (SIGINT) or SIGTERM stops between two steps: the wei
 checkpoint are kept, the exit status is 130, and ``--resume RUN_ID`` continues the run exactly
 where it stopped. A finished run registers a new model version (card, config, parent, method,
 validation metrics) with its best validated weights (``--keep last``: the last step's), makes
-it active unless ``--no-activate``, and prints its id.
+it active unless ``--no-activate``, and prints its id. A run without validation cases has no
+Dice to say it is better than the active model, so it is registered but made active only with
+``--activate-anyway``.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SemisegError
-from ._common import add_project_argument, open_project
+from ._common import add_labelled_count_argument, add_project_argument, open_project
 from ._engine_common import (REFERENCE_KINDS, StatusLine, check_cases, check_device, duration,
                              has_file_reference, non_negative_int, positive_int, require)
+from ._methods import METHOD_NAMES, MethodNamesHelp
 
 #: TrainConfig fields a ``--param`` may set; every other key is a method hyperparameter.
 CONFIG_PARAMS = ("batch_labeled", "batch_unlabeled", "optimizer", "lr", "momentum", "weight_decay",
@@ -46,6 +49,9 @@ CONFIG_PARAMS = ("batch_labeled", "batch_unlabeled", "optimizer", "lr", "momentu
 #: One labelled case in this many is carved out for validation when nothing else says which.
 CARVE_ONE_IN = 5
 INTERRUPTED = 130
+#: How the progress line names a logged value whose key alone reads like a score: the "dice"
+#: a method logs is its Dice loss, not the Dice. Only the display changes, not the events.
+LOSS_DISPLAY_NAMES = {"dice": "dice loss", "kd_soft_dice": "kd soft-dice loss"}
 
 
 def register(subparsers) -> None:
@@ -53,21 +59,23 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train a model version on the project's labelled and unlabelled cases",
         description="Train (or resume) a run on the project's cases and register the result as a "
-                    "new, active model version. Labelled: cases with a gold or corrected label; "
-                    "validation: --validation-cases, else split 'validation', else the last 1 in 5 "
-                    "labelled cases; unlabelled: the rest (split 'test' excluded). Ctrl-C stops "
-                    "and keeps the weights; --resume RUN_ID continues.")
+                    "new model version, made active when a validation case measured it. Labelled: "
+                    "cases with a gold or corrected label; validation: --validation-cases, else split "
+                    "'validation', else the last 1 in 5 labelled cases; unlabelled: the rest (split "
+                    "'test' excluded). Ctrl-C stops and keeps the weights; --resume RUN_ID continues.",
+        formatter_class=MethodNamesHelp)
     add_project_argument(parser)
     parser.add_argument("--card", metavar="NAME|PATH",
                         help="model card: a shipped name (cpu-small, la-vnet, pancreas-vnet) or a "
                              "YAML file")
     parser.add_argument("--method", metavar="NAME",
-                        help="training method (default: the card's); see the methods registry")
+                        help=f"training method: {METHOD_NAMES} (default: the card's; "
+                             "semiseg methods describes each)")
     parser.add_argument("--iterations", type=positive_int, metavar="N",
                         help="optimiser steps in total (default: the card's recipe; with --resume, "
                              "the new total)")
-    parser.add_argument("--labeled", type=positive_int, metavar="N",
-                        help="use only the first N labelled cases (the others count as unlabelled)")
+    add_labelled_count_argument(parser, type=positive_int,
+                                help="use only the first N labelled cases (the others count as unlabelled)")
     parser.add_argument("--device", default=None,
                         help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto; "
                              "with --resume, the run's)")
@@ -89,8 +97,12 @@ def register(subparsers) -> None:
                         help="start from a model version's weights (fine-tuning; recorded as the "
                              "parent)")
     parser.add_argument("--name", help="name of the new model version (default: the card's)")
-    parser.add_argument("--no-activate", action="store_true",
-                        help="register the new model version without making it active")
+    activation = parser.add_mutually_exclusive_group()
+    activation.add_argument("--no-activate", action="store_true",
+                            help="register the new model version without making it active")
+    activation.add_argument("--activate-anyway", action="store_true",
+                            help="make the new model version active even when no validation case "
+                                 "measured it (by default such a version is only registered)")
     parser.add_argument("--keep", choices=("best", "last"), default="best",
                         help="weights the model version keeps: those of the best validation Dice "
                              "(default, when the run validated) or the last step's")
@@ -125,7 +137,7 @@ def choose_cases(project, labeled: int | None = None, validation_cases=None,
     candidates = [c for c in usable if c not in validation
                   and project.latest_label(c, kinds=REFERENCE_KINDS) is not None]
     if labeled is not None:
-        require(labeled <= len(candidates), f"--labeled {labeled}: the project has only {len(candidates)} "
+        require(labeled <= len(candidates), f"--labelled {labeled}: the project has only {len(candidates)} "
                                             "cases with a gold or corrected label (outside validation/test)")
         candidates = candidates[:labeled]
     if rule is None:
@@ -240,7 +252,7 @@ def resumed_config(project, args: argparse.Namespace):
     """(TrainConfig, previous run record or None) to continue a stopped or finished run."""
     from ..engine.training import CHECKPOINT_FILE, TrainConfig, load_checkpoint
 
-    for given, flag in ((args.labeled, "--labeled"), (args.validation_cases, "--validation-cases"),
+    for given, flag in ((args.labeled, "--labelled"), (args.validation_cases, "--validation-cases"),
                         (args.validation_count, "--validation-count"), (args.param, "--param"),
                         (args.init_from, "--init-from")):
         require(not given, f"--resume continues a run with its own cases and settings: drop {flag}")
@@ -322,7 +334,8 @@ class TrainProgress:
 
     def _on_iteration(self, e: dict) -> None:
         it = e["iteration"]
-        losses = "  ".join(f"{name} {_number(value)}" for name, value in e["losses"].items())
+        losses = "  ".join(f"{LOSS_DISPLAY_NAMES.get(name, name)} {_number(value)}"
+                           for name, value in e["losses"].items())
         text = f"iteration {it}/{self.total}  {losses}  lr {e['lr']:.2e}  eta {duration(e['eta_s'] or 0.0)}"
         every = max(1, self.total // self.lines)
         if self.status.tty:
@@ -405,7 +418,9 @@ def _execute(project, run_id: int, config, args: argparse.Namespace) -> int:
               f"weights kept in {result.run_dir}")
         print(f"continue with: semiseg train {project.root} --resume {run_id}")
         return INTERRUPTED
-    model = register_run_in_project(project, result, activate=not args.no_activate, name=args.name, keep=args.keep)
+    validated = result.metrics.get("validation_dice") is not None
+    activate = not args.no_activate and (validated or args.activate_anyway)
+    model = register_run_in_project(project, result, activate=activate, name=args.name, keep=args.keep)
     project.finish_run(run_id, "completed", {**outcome, "model_id": model.id})
     dice = model.metrics.get("validation_dice")
     kept = model.metrics.get("weights_iteration")
@@ -415,4 +430,8 @@ def _execute(project, run_id: int, config, args: argparse.Namespace) -> int:
           f"validation Dice {_percent(dice)}"
           + (f" (best weights, iteration {kept}; last {_percent(model.metrics.get('last_validation_dice'))})"
              if model.metrics.get("weights") == "best" else ""))
+    if not validated and not model.active and not args.no_activate:
+        print(f"not made active: no validation case measured it, so no Dice says it is better than the "
+              f"active model (or good at all); check it (semiseg evaluate {project.root} --model {model.id}), then "
+              f"semiseg models {project.root} --activate {model.id}, or train with --activate-anyway")
     return 0

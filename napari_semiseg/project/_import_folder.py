@@ -81,7 +81,7 @@ def import_folder(project, images_dir: str | Path, labels_dir: str | Path | None
                       if path not in labels.values()}
             unmatched = []  # in a shared folder, every unmatched file is simply an image
     if not images:
-        hint = ("; for the LA benchmark layout use --la-h5 ROOT --list FILE --labeled N"
+        hint = ("; for the LA benchmark layout use --la-h5 ROOT --list FILE --labelled N"
                 if _looks_like_la(images_dir) else "")
         raise ProjectError(f"{images_dir}: no volumes found (pattern {pattern!r}){hint}")
     _check_label_grids(labels, _header_grids({case_id: images[case_id] for case_id in labels}))

@@ -44,7 +44,7 @@ def import_la(project, root: str | Path, list_file: str | Path, labeled: int, *,
     """
     cases = la_case_paths(root, list_file)
     if not 0 <= labeled <= len(cases):
-        raise ProjectError(f"{list_file}: --labeled {labeled} is outside 0..{len(cases)} "
+        raise ProjectError(f"{list_file}: --labelled {labeled} is outside 0..{len(cases)} "
                            f"(the list names {len(cases)} cases)")
     _refuse_gold_beyond(project, [case.case_id for case in cases[labeled:]], labeled)
     report = ImportReport()
@@ -94,5 +94,5 @@ def _refuse_gold_beyond(project, unlabelled_ids: list[str], labeled: int) -> Non
     if golden:
         shown = ", ".join(golden[:5]) + (" ..." if len(golden) > 5 else "")
         raise ProjectError(f"{project.root}: {len(golden)} cases after the first {labeled} already "
-                           f"have gold labels ({shown}); import with the --labeled used before, "
+                           f"have gold labels ({shown}); import with the --labelled used before, "
                            "or into a new project")

@@ -186,6 +186,15 @@ class Method(abc.ABC):
         """Raise ``MethodError`` for values the method cannot use (override when needed)."""
 
     @classmethod
+    def learns_from_unlabeled(cls) -> bool:
+        """Whether unlabelled volumes shape the model at all (what ``semiseg methods`` shows).
+
+        ``uses_unlabeled`` only says whether the trainer feeds its unlabelled stream; a method
+        that reads unlabelled material by itself (PLC-KD: stored soft labels) overrides this.
+        """
+        return cls.uses_unlabeled
+
+    @classmethod
     def recommended_training(cls) -> dict[str, Any]:
         """``TrainConfig`` overrides of the method's published recipe (optimiser, schedule, length).
 

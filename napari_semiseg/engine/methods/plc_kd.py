@@ -127,6 +127,10 @@ class PLCKD(Method):
                                          self.params.cache_volumes)
 
     @classmethod
+    def learns_from_unlabeled(cls) -> bool:
+        return True  # the unlabelled cases' soft labels, read by the method, are half of what it learns
+
+    @classmethod
     def check_params(cls, params: PLCKDParams) -> None:
         problems = []
         if not params.project:
