@@ -169,6 +169,34 @@ def test_fine_tune_trains_in_a_child_process_plots_live_and_registers_a_model(
     assert panel.models.active_id() == first.id
 
 
+@pytest.fixture
+def no_validation_case(project_folder):
+    """The project with its validation case moved to the labelled split (before the panel opens it)."""
+    with Project.open(project_folder) as project:
+        project.set_split(VALIDATION[0], "labelled")
+
+
+def test_a_run_no_case_validated_is_kept_but_not_made_active(no_validation_case, panels, project_folder,
+                                                              tmp_path, qtbot):
+    viewer, project_panel, panel = panels
+    with Project.open(project_folder) as project:
+        first = register_model(project, tmp_path)
+    panel.session.notify("models")
+    assert "not made active" in panel.validation_label.text()
+    _configure(panel, iterations=2, validate_every=2)
+    panel.start_button.click()
+    run = panel.run
+    assert run is not None, panel.status_label.text()
+    _wait_for_end(panel, qtbot, run)
+
+    assert run.status == "finished", run.error
+    with Project.open(project_folder) as project:
+        assert project.active_model().id == first.id  # predictions keep coming from the measured model
+        assert not project.model(run.model.id).active
+    assert panel.models.active_id() == first.id
+    assert "not made active, because no validation case measured it" in panel.status_label.text()
+
+
 def test_stop_keeps_the_weights_and_resume_finishes_the_run(panels, project_folder, qtbot):
     viewer, project_panel, panel = panels
     _configure(panel, iterations=5, validate_every=5)

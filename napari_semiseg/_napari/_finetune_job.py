@@ -295,8 +295,10 @@ class FineTuneRun:
     def conclude(self):
         """Record the end: register the model version and close the run record.
 
-        A finished run's model becomes the active one; a stopped run's is kept inactive (its
-        status says "stopped"). Returns the ``ModelVersion``, or None when the run failed.
+        A finished and validated run's model becomes the active one. A stopped run's is kept
+        inactive (its status says "stopped"), and so is one no validation case measured:
+        nothing shows it is better than the active model (``semiseg train`` does the same).
+        Returns the ``ModelVersion``, or None when the run failed.
         """
         from ..engine.training import register_run_in_project
 
@@ -309,7 +311,8 @@ class FineTuneRun:
             return None
         try:  # the model file and the final event are complete: no need to wait for the exit
             result = self.process.result()
-            self.model = register_run_in_project(self.project, result, activate=kind == "finished")
+            validated = result.metrics.get("validation_dice") is not None
+            self.model = register_run_in_project(self.project, result, activate=kind == "finished" and validated)
         except SemisegError as error:
             self.status, self.error = "failed", str(error)
             self.project.finish_run(self.run_id, "failed", {"error": self.error})

@@ -328,9 +328,12 @@ class FineTuneWidget(QWidget):
             return
         self.session.notify("models")
         dice = run.validation_dice
-        if run.status == "finished":
+        if run.status == "finished" and model.active:
             message = (f"Run {run.run_id} finished: model {model.id} is now active"
                        + (f" (validation Dice {dice:.3f})." if dice is not None else "."))
+        elif run.status == "finished":
+            message = (f"Run {run.run_id} finished: model {model.id} is kept but not made active, because no "
+                       "validation case measured it. Check its predictions, then use Make active.")
         else:
             message = (f"Run {run.run_id} stopped at iteration {run.iteration}: its weights are kept as "
                        f"inactive model {model.id}; Resume continues it.")
@@ -374,7 +377,8 @@ class FineTuneWidget(QWidget):
         self.validation_label.setText(
             f"Validation (split \"validation\", never trained on): {', '.join(pools.validation)}"
             if pools.validation else
-            "No validation case: give a labelled case the split \"validation\" to get a validation Dice.")
+            "No validation case: the new model will be kept but not made active. Give a labelled case the "
+            "split \"validation\" to get a validation Dice.")
         self._update_titles()
 
     def _update_titles(self) -> None:
