@@ -2,7 +2,7 @@
 
 On K LA volumes (default: the validation split, the last 8 of ``train.list``; ``--cases`` keeps
 the first K of them) one model predicts each volume twice: with the card's overlap grid
-(cpu-small: overlap 0.25, Gaussian blending) and with the papers' dense grid. The papers use
+(cpu-small: overlap 0.5, Gaussian blending) and with the papers' dense grid. The papers use
 stride 18 (in-plane) / 4 (z) for a 112×112×80 patch; for another patch the stride is scaled
 in proportion: round(patch_xy·18/112) in-plane, round(patch_z·4/80) in z (cpu-small 32×48×48:
 stride (2, 8, 8)). Reported per case and overall: seconds of each, their ratio, Dice of each
