@@ -147,6 +147,10 @@ def _train_and_predict(finetune, predict, iterations: int) -> int:
         print(f"demo: {finetune.status_label.text()} {finetune.stall_report().describe()}")
         if run.status != "finished":
             return 1
+        if project.active_model() is None:
+            # The sample project has no validation case, so the run is kept but not made active;
+            # the demo's clinician does what the panel's message asks: Make active.
+            finetune.models.activate()
     job = predict.predict()
     if job is None or not _wait_until(lambda: not job.running) or predict.last_prediction is None:
         print(f"demo: prediction failed: {predict.status_label.text()}", file=sys.stderr)
