@@ -95,13 +95,13 @@ def test_a_run_killed_with_sigkill_reads_interrupted_and_resumes(tmp_path, la_ro
     project = new_project(tmp_path / "proj", la_root)
     process = subprocess.Popen(
         [sys.executable, "-m", "napari_semiseg.cli", "train", str(project), "--card", "cpu-small",
-         "--iterations", "500", "--validation-count", "0", "--device", "cpu", "--param", "checkpoint_every=1"],
+         "--iterations", "40", "--validation-count", "0", "--device", "cpu", "--param", "checkpoint_every=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment())
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
     try:
-        # Off a terminal the trainer prints step 1, then every 25th: by step 25 checkpoints exist.
-        while not lines.get(timeout=300).startswith("iteration 25/500"):
+        # Off a terminal the trainer prints step 1, then every 40 // 20 = 2nd: checkpoints exist by step 4.
+        while not lines.get(timeout=300).startswith("iteration 4/40"):
             pass
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
@@ -111,7 +111,8 @@ def test_a_run_killed_with_sigkill_reads_interrupted_and_resumes(tmp_path, la_ro
     with Project.open(project) as store:
         run = store.runs("train")[-1]
     assert run.status == "interrupted"
-    resumed = ok(semiseg("train", project, "--resume", run.id, "--iterations", 30))
+    # The run was killed a few steps after step 4; 20 is past its last checkpoint and quick.
+    resumed = ok(semiseg("train", project, "--resume", run.id, "--iterations", 20))
     assert "resumed at step" in resumed.stderr
 
 
