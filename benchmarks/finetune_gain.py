@@ -71,7 +71,8 @@ import numpy as np
 
 from ._common import VALIDATION_CASES, describe_machine, format_table, la_list, register_all_methods, results_dir, \
     set_threads, write_csv
-from .quality_la import best_model_file, evaluate_run, run_seconds, training_data, validation_curve
+from .quality_la import (best_model_file, evaluate_run, finite_mean, run_seconds, training_data,
+                         validation_curve)
 
 SETTINGS = {
     # Overlap 0.25 (cpu-small's grid until issue 17 raised it to 0.5 against seams in pictures):
@@ -244,8 +245,7 @@ def plot_curves(curves: dict[tuple[int, str], list[tuple[int, float]]], m0_itera
 
 def run_row(n_labeled: int, seed: int, name: str, split: str, rows: list[dict], run_dir: Path) -> dict:
     def mean(key):
-        values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
-        return float(np.mean(values)) if values else float("nan")
+        return finite_mean(rows, key)
     return {"N": n_labeled, "seed": seed, "run": name, "split": split, "cases": len(rows),
             "iterations": json.loads((run_dir / "config.json").read_text())["iterations"],
             "train_s": round(run_seconds(run_dir), 1), "dice": mean("dice"), "jaccard": mean("jaccard"),

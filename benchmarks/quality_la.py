@@ -230,10 +230,15 @@ def plot_curves(curves: dict[tuple[str, str], list[tuple[int, float]]], path: Pa
     return path
 
 
+def finite_mean(rows: list[dict], key: str) -> float:
+    """The mean of a per-case metric over the cases where it is defined (NaN when none is)."""
+    values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def mean_row(label: str, n: str, rows: list[dict], seconds: float, iterations: int) -> dict:
     def mean(key):
-        values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
-        return float(np.mean(values)) if values else float("nan")
+        return finite_mean(rows, key)
     return {"N": n, "method": label, "iterations": iterations, "train_s": round(seconds, 1), "cases": len(rows),
             "dice": mean("dice"), "jaccard": mean("jaccard"), "hd95_vox": mean("hd95_vox"), "asd_vox": mean("asd_vox"),
             "hd95_mm": mean("hd95_mm"), "asd_mm": mean("asd_mm")}

@@ -5,11 +5,8 @@ whose image file went bad after import. Real files, real SQLite, real subprocess
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -22,17 +19,10 @@ from napari_semiseg.cli import main
 from napari_semiseg.errors import VolumeError
 from napari_semiseg.io import Volume, read_volume, write_volume
 from napari_semiseg.project import Project, import_la
+from test_pseudo_cli import semiseg
 from test_pseudo_support import make_project, register_tiny_model
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 SHAPE = (8, 12, 16)
-
-
-def semiseg(*args):
-    env = {k: v for k, v in os.environ.items() if k != "SEMISEG_PROJECT"}
-    env["PYTHONPATH"] = str(REPOSITORY)
-    return subprocess.run([sys.executable, "-m", "napari_semiseg.cli", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ whose file is missing cannot arise.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -170,8 +171,5 @@ def _stamp_if_writable(db: Database) -> None:
 
     A read-only project still opens: it is recognised by its tables again next time.
     """
-    try:
-        with db.write() as conn:
-            stamp(conn)
-    except ProjectError:
-        pass
+    with contextlib.suppress(ProjectError), db.write() as conn:
+        stamp(conn)
