@@ -16,18 +16,18 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
+from ..project import GOLD_KINDS
 from ._tables import bulk_update
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
 #: The columns the Project panel's case table gets (after its own).
 RANK_COLUMNS = ("Rank", "Score")
-LABELLED_KINDS = ("gold", "corrected")
 
 
 def rank_signature(project) -> tuple:
     """What ``rank_cases`` depends on: project, active model, splits, labelled cases, teacher soft labels."""
     active = project.active_model()
-    labelled = sorted({v.case_id for v in project.label_versions() if v.kind in LABELLED_KINDS})
+    labelled = sorted({v.case_id for v in project.label_versions() if v.kind in GOLD_KINDS})
     return (str(project.root), None if active is None else active.id,
             tuple((c.id, c.split) for c in project.cases()), tuple(labelled),
             tuple(s.id for s in project.soft_labels(kind="teacher")))

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from ..errors import SemisegError
+from ..project import GOLD_KINDS
 from ..samples import SampleProjectSpec, build_sample_project
 
 #: The dock widgets the demo opens, in order; Fine-tune shares a tabbed dock with Project.
@@ -166,7 +167,7 @@ def _left_atrium_cases(project, finetune) -> set[str]:
     classes = load_card(finetune.card_combo.currentText()).network.num_classes
     chosen = set()
     for case_id in _texts(finetune.labelled_list):
-        version = project.latest_label(case_id, kinds=("gold", "corrected"))
+        version = project.latest_label(case_id, kinds=GOLD_KINDS)
         if int(project.load_label(version.id).max()) < classes:
             chosen.add(case_id)
     return chosen

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProjectError, SemisegError
+from ..project import GOLD_KINDS
 
-#: Label kinds that make a case "labelled" for training: imported ground truth and corrections.
-TRAINING_KINDS = ("gold", "corrected")
 TERMINAL_EVENTS = ("finished", "stopped", "error")
 #: The OS priority of the training child: lower than the viewer's, so the window stays responsive
 #: while the training takes every core that is otherwise idle.
@@ -45,7 +44,7 @@ class CasePools:
     def from_project(cls, project) -> "CasePools":
         labelled, unlabelled, validation = [], [], []
         for case in project.cases():
-            has_label = project.latest_label(case.id, kinds=TRAINING_KINDS) is not None
+            has_label = project.latest_label(case.id, kinds=GOLD_KINDS) is not None
             if case.split == "test":
                 continue
             if case.split == "validation":

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderVi
 
 from ..engine.pseudo import METHOD_LABEL, RECONSTRUCTION_NOTE
 from ..errors import SemisegError
+from ..project import GOLD_KINDS
 from ._histogram_plot import SoftLabelHistogramPlot
 from ._inspect import SoftLabelInspection, correct_steps, inspection_key, inspection_layers, load_inspection
 from ._layer_update import update_layer_in_place
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     import napari
 
 COUNT_COLUMNS = ("Gold class", "Voxels", "Wrong before", "Wrong after", "Crossed")
-GOLD_KINDS = ("corrected", "gold")
 SHORT_NOTE = ("Reconstructed from the PLC-KD abstract and supplement: deterministic stand-ins for the "
               "paper's learned assistants, then a forcing step (hover for details).")
 #: Marks the layers this panel owns, so that it removes only those.

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SemisegError
+from ..project import GOLD_KINDS
 
 #: The LA papers' dense sliding-window step (z, y, x) in voxels (their stride_xy 18, stride_z 4).
 PAPER_STRIDE = (4, 18, 18)
-#: Label kinds that count as a reference (and as training labels).
-REFERENCE_KINDS = ("gold", "corrected")
 
 
 # -- arguments ---------------------------------------------------------------------------------
@@ -107,7 +106,7 @@ def reference_of(project, case_id: str, volume=None) -> tuple[np.ndarray | None,
     Args:
         volume: the case's image if already read (saves reading it again).
     """
-    version = project.latest_label(case_id, kinds=REFERENCE_KINDS)
+    version = project.latest_label(case_id, kinds=GOLD_KINDS)
     if version is not None:
         return project.load_label(version.id), f"{version.kind} label version {version.id}"
     if volume is None:

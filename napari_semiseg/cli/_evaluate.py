@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..errors import SemisegError
+from ..project import GOLD_KINDS
 from ._common import add_project_argument, open_project, writable_file
 from ._engine_common import (StatusLine, add_prediction_arguments, check_cases, check_device, duration,
                              has_file_reference, load_project_model, prediction_card, reference_of, require)
@@ -104,7 +105,7 @@ def _held_out_cases(project, model) -> list[str]:
     data = (model.config or {}).get("data") or {}
     trained = {case["case_id"] for case in data.get("labeled", ())}
     return [case_id for case_id in project.case_ids() if case_id not in trained and
-            (project.latest_label(case_id, kinds=("gold", "corrected")) is not None
+            (project.latest_label(case_id, kinds=GOLD_KINDS) is not None
              or has_file_reference(project, case_id))]
 
 

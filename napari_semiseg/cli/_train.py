@@ -37,7 +37,8 @@ from pathlib import Path
 
 from ..errors import SemisegError
 from ._common import add_labelled_count_argument, add_project_argument, open_project
-from ._engine_common import (REFERENCE_KINDS, StatusLine, check_cases, check_device, duration,
+from ..project import GOLD_KINDS
+from ._engine_common import (StatusLine, check_cases, check_device, duration,
                              has_file_reference, non_negative_int, positive_int, require)
 from ._methods import METHOD_NAMES, MethodNamesHelp
 
@@ -135,7 +136,7 @@ def choose_cases(project, labeled: int | None = None, validation_cases=None,
     usable = [case_id for case_id, split in splits.items() if split != "test"]
     validation, rule = _named_validation(project, splits, validation_cases, validation_count)
     candidates = [c for c in usable if c not in validation
-                  and project.latest_label(c, kinds=REFERENCE_KINDS) is not None]
+                  and project.latest_label(c, kinds=GOLD_KINDS) is not None]
     if labeled is not None:
         require(labeled <= len(candidates), f"--labelled {labeled}: the project has only {len(candidates)} "
                                             "cases with a gold or corrected label (outside validation/test)")
@@ -171,7 +172,7 @@ def _named_validation(project, splits, validation_cases, validation_count):
 def _validation_spec(project, case_id: str):
     from ..engine.training import CaseSpec
 
-    version = project.latest_label(case_id, kinds=REFERENCE_KINDS)
+    version = project.latest_label(case_id, kinds=GOLD_KINDS)
     image = str(project.case(case_id).image_path)
     if version is not None:
         return CaseSpec(case_id, image, str(version.path), version.id)

@@ -13,13 +13,13 @@ from ._import_report import ImportProgress, ImportReport, RefusedFile
 from ._project import DB_NAME, Project
 from ._records import (Case, CaseSummary, LabelVersion, ModelVersion, RunRecord, SoftLabel,
                        UncertaintySummary)
-from ._schema import LABEL_KINDS, SCHEMA_VERSION, SOFT_LABEL_KINDS, SPLITS
+from ._schema import GOLD_KINDS, LABEL_KINDS, SCHEMA_VERSION, SOFT_LABEL_KINDS, SPLITS
 from ._soft_codec import (ENCODING as SOFT_LABEL_ENCODING, MAX_ERROR as SOFT_LABEL_MAX_ERROR,
                           SoftLabelStats, decode as decode_soft_label,
                           encode as encode_soft_label, summarise as summarise_soft_label)
 
 __all__ = [
-    "DB_NAME", "FOLDERS", "LABEL_KINDS", "LABEL_SUFFIXES", "SCHEMA_VERSION", "SOFT_LABEL_ENCODING",
+    "DB_NAME", "FOLDERS", "GOLD_KINDS", "LABEL_KINDS", "LABEL_SUFFIXES", "SCHEMA_VERSION", "SOFT_LABEL_ENCODING",
     "SOFT_LABEL_KINDS", "SOFT_LABEL_MAX_ERROR", "SPLITS", "Case", "CaseSummary", "ImportProgress",
     "ImportReport", "LabelVersion", "ModelVersion", "Project", "RefusedFile", "RunRecord", "SoftLabel",
     "SoftLabelStats", "UncertaintySummary", "case_id_of", "decode_soft_label", "encode_soft_label",

@@ -18,6 +18,10 @@ LABEL_KINDS: tuple[str, ...] = ("gold", "prediction", "pseudo", "corrected")
 """Provenance of a label version: imported ground truth, a model's output, a pseudo-label
 made for training, a clinician's correction."""
 
+GOLD_KINDS: tuple[str, ...] = ("gold", "corrected")
+"""The label kinds a person vouches for: what trains a supervised loss, makes a case "labelled"
+and serves as the reference of a validation or an evaluation (the newest such version counts)."""
+
 SPLITS: tuple[str, ...] = ("labelled", "unlabelled", "validation", "test")
 """The role of a case in training and evaluation."""
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...project import LabelVersion, SoftLabel
-from ._teacher_team import CorrectionError, CorrectionParams, CorrectionResult, correct_soft_labels
+from ..correction import CorrectionError, CorrectionParams, CorrectionResult, correct_soft_labels
 
 #: Label kinds a soft label is corrected against, newest first.
-GOLD_KINDS = ("corrected", "gold")
+from ...project import GOLD_KINDS  # noqa: E402 (the one definition of the label kinds)
 
 
 @dataclass(frozen=True)

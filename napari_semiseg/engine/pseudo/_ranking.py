@@ -28,7 +28,7 @@ import numpy as np
 from ...project import SoftLabel
 
 #: Label kinds that make a case "labelled" for ranking.
-LABELLED_KINDS = ("gold", "corrected")
+from ...project import GOLD_KINDS as LABELLED_KINDS  # noqa: E402 (the one definition)
 #: Splits never proposed.
 EXCLUDED_SPLITS = ("test",)
 

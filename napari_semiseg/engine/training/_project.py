@@ -17,7 +17,7 @@ from ._config import CaseSpec, DataSpec, TrainingError
 from ._loop import TrainResult
 
 #: Label kinds a supervised loss may learn from: imported ground truth and clinicians' corrections.
-TRAINING_LABEL_KINDS = ("gold", "corrected")
+from ...project import GOLD_KINDS as TRAINING_LABEL_KINDS  # noqa: E402 (the one definition)
 
 
 def _labelled_spec(project, case_id: str, kinds: Sequence[str]) -> CaseSpec:
