@@ -45,7 +45,9 @@ demo: setup
 	fi
 
 # The whole suite, GUI tests in real napari windows under Xvfb (pytest-xvfb starts it).
+# The layers first (seconds): an import that runs back up fails the build before any test runs.
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
 	cd tests && ../$(PY) -m pytest -q -p no:cacheprovider --shared-data $(SHARED_DATA) .
 
 bench: setup

@@ -32,5 +32,11 @@ class ProjectError(SemisegError):
     """The project folder or catalogue cannot do what was asked."""
 
 
+class TrainingError(SemisegError):
+    """A training run cannot start or continue (bad configuration, data, checkpoint, loss).
+
+    Defined here, not in the trainer, because the layers below it (case data, methods) raise it too."""
+
+
 class Cancelled(SemisegError):
     """The user asked long work (a prediction, pseudo-labelling) to stop; nothing partial was kept."""

@@ -14,9 +14,10 @@ import torch
 from napari_semiseg.engine.cards import load_card
 from napari_semiseg.engine.methods import Batch, MethodError, StepInfo, create_method, get_method
 from napari_semiseg.engine.methods._kd_losses import kl_divergence, shannon_entropy
-from napari_semiseg.engine.methods.dual_branch_kd import DualBranchKD, validate_branches
+from napari_semiseg.engine.methods.dual_branch_kd import DualBranchKD
 from napari_semiseg.engine.networks import build_network
-from napari_semiseg.engine.training import CaseSource, TrainConfig, TrainingData, load_model, read_events, train
+from napari_semiseg.engine.training import (CaseSource, TrainConfig, TrainingData, load_model, read_events, train,
+                                            validate_method)
 from test_training_support import box_case
 
 
@@ -258,9 +259,9 @@ def test_a_short_run_through_the_trainer_lowers_the_loss_and_reports_both_branch
             "total"} <= set(last)
     assert [e for e in events if e["event"] == "validation"][-1]["per_case"].keys() == {"val0"}
     # The trainer validated both branches (the deployed student's Dice, the teacher's beside it);
-    # validate_branches gives the same numbers outside a run.
-    branches = validate_branches(result.method, data.validation)
-    assert branches["student"].dice == pytest.approx(result.metrics["validation_dice"], abs=1e-9)
+    # validate_method gives the same numbers outside a run.
+    branches = validate_method(result.method, data.validation)
+    assert branches["deployed"].dice == pytest.approx(result.metrics["validation_dice"], abs=1e-9)
     assert 0.0 <= branches["teacher"].dice <= 1.0 and set(branches["teacher"].per_case) == {"val0"}
     reported = [e for e in events if e["event"] == "validation"][-1]["branch_dice"]
     assert reported == {"teacher": pytest.approx(branches["teacher"].dice, abs=1e-9)}

@@ -14,6 +14,7 @@ import torch
 
 from napari_semiseg.engine.cards import load_card
 from napari_semiseg.engine.methods import Batch, MethodError, StepInfo, create_method, get_method
+from napari_semiseg.engine.data import SoftTargetError
 from napari_semiseg.engine.methods.plc_kd import PLCKD, plc_kd_params, resolve_soft_targets
 from napari_semiseg.engine.pseudo import correct_case_soft_label, correct_soft_labels
 from napari_semiseg.engine.training import (CaseSource, TrainConfig, data_spec_from_project,
@@ -104,7 +105,7 @@ def test_each_case_distils_from_the_right_soft_label(project):
     # ...and an unlabelled case keeps its teacher soft label (nothing to correct against).
     assert all((targets[c].soft_label_id, targets[c].gold_label_id) == (teacher[c], None) for c in ("u0", "u1"))
     assert resolve_soft_targets(project, ["g0"], correct_with_gold=False)[0].gold_label_id is None
-    with pytest.raises(MethodError, match="v0.*validation"):
+    with pytest.raises(SoftTargetError, match="v0.*validation"):
         resolve_soft_targets(project, ["u0", "v0"])
 
 

@@ -23,7 +23,7 @@ from .crossmatch import CrossMatch, CrossMatchParams  # noqa: E402
 from .mean_teacher import MeanTeacher, MeanTeacherParams  # noqa: E402
 from .ss_net import SSNet, SSNetParams  # noqa: E402
 from .uncertainty_mt import UncertaintyMeanTeacher, UncertaintyMeanTeacherParams  # noqa: E402
-from .dual_branch_kd import DualBranchKD, DualBranchKDParams, validate_branches  # noqa: E402
+from .dual_branch_kd import DualBranchKD, DualBranchKDParams  # noqa: E402
 from .plc_kd import PLCKD, PLCKDParams, plc_kd_params  # noqa: E402
 
 __all__ = [
@@ -31,5 +31,5 @@ __all__ = [
     "UncertaintyMeanTeacher", "UncertaintyMeanTeacherParams", "CrossMatchParams", "DICE_KINDS", "DualBranchKD", "DualBranchKDParams", "PLCKD", "PLCKDParams", "Method", "MethodError", "NetworkFactory", "NoParams", "StepInfo", "Supervised",
     "SupervisedParams", "binary_dice_loss", "create_method", "default_network_factory",
     "dice_and_cross_entropy", "foreground_dice_loss", "get_method", "list_methods", "multiclass_dice_loss",
-    "register_method", "sigmoid_rampup", "squared_dice_loss", "plc_kd_params", "validate_branches",
+    "register_method", "sigmoid_rampup", "squared_dice_loss", "plc_kd_params",
 ]

@@ -34,20 +34,19 @@ its weights are those of a plain single-decoder network of the card. Both branch
 reported: every step logs ``train_dice_teacher`` and ``train_dice_student`` (hard Dice on the
 labelled patches, as losses); each validation gives the student's Dice (the deployed network)
 and, through ``branch_networks``, the teacher's (``branch_dice`` of the validation event);
-``validate_branches`` computes both outside a run.
+``engine.training.validate_method`` computes both outside a run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..cards import ModelCard, NetworkSpec
+from ..cards import NetworkSpec
 from ._base import Batch, Method, MethodError, NetworkFactory, StepInfo
 from ._kd_branches import BranchNetwork
 from ._kd_losses import hard_dice, kl_divergence, shannon_entropy
@@ -194,34 +193,4 @@ class DualBranchKD(Method):
         return kl, entropy
 
 
-def validate_branches(method: DualBranchKD, cases: Sequence, card: ModelCard | None = None, *,
-                      device: str | torch.device | None = None) -> dict[str, Any]:
-    """Validation Dice of the teacher and the student branch on held-out labelled cases.
-
-    What the trainer reports at each validation, for a method outside a run, with the same
-    code (``engine.training.validate``: the card's sliding-window inference, medpy Dice per
-    foreground class, mean over classes then cases).
-
-    Args:
-        method: a (trained) ``DualBranchKD``, e.g. ``TrainResult.method``.
-        cases: ``engine.training.CaseSource`` objects with labels.
-        card: the card for inference; the method's by default.
-        device: where to predict; None: where the method's networks are (moving them
-            elsewhere moves the method's own modules, which the branches share).
-
-    Returns:
-        ``{"teacher": ValidationResult, "student": ValidationResult}``.
-    """
-    from ..training import DistributedContext, validate  # the trainer imports the methods
-    if device is None:
-        device = next(method.network("model").parameters()).device
-    context = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device(device))
-    card = card or method.card
-    results = {}
-    for branch in ("teacher", "student"):
-        network = method.branch_network(branch).to(context.device)
-        results[branch] = validate(network, list(cases), card, context)
-    return results
-
-
-__all__ = ["DualBranchKD", "DualBranchKDParams", "KL_VOXELS", "TERMS", "validate_branches"]
+__all__ = ["DualBranchKD", "DualBranchKDParams", "KL_VOXELS", "TERMS"]

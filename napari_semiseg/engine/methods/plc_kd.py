@@ -6,10 +6,10 @@ the reconstruction skeleton of METHODS.md §6.3 step 6 with choices made here, a
 shown as "reconstructed" wherever it is offered (``PLCKD.RECONSTRUCTED``, ``METHOD_LABEL``).
 
 The teacher is not trained here: its soft labels were made beforehand (pseudo-labelling, a
-prediction) and stored in the project. The **teacher team** (``engine.pseudo``, reconstructed:
+prediction) and stored in the project. The **teacher team** (``engine.correction``, reconstructed:
 false-pixel assistant, boundary assistant, similarity correction, final forcing) corrects them
 wherever a gold or clinician-corrected label exists, so that there every voxel's soft label is
-on its class's side of 0.5; see ``_kd_soft_targets`` for which soft label each case uses and
+on its class's side of 0.5; see ``engine.data._soft_targets`` for which soft label each case uses and
 why unlabelled cases keep their teacher soft label unchanged (the team has no unsupervised
 step). The student (the card's network, deployed) then trains on
 
@@ -45,9 +45,10 @@ from torch import Tensor, nn
 
 from ...errors import SemisegError
 from ..cards import ModelCard
+from ..correction import CorrectionParams
+from ..data import SoftTarget, SoftTargetSampler, project_soft_targets, resolve_soft_targets
 from ._base import Batch, Method, MethodError, NetworkFactory, StepInfo
 from ._kd_losses import kl_divergence, soft_dice_loss
-from ._kd_soft_targets import SoftTarget, SoftTargetSampler, check_soft_targets, resolve_soft_targets
 from ._losses import DICE_KINDS, dice_and_cross_entropy
 from ._registry import register_method
 
@@ -95,7 +96,6 @@ class PLCKDParams:
 
 def correction_params(values: Mapping[str, Any]):
     """``CorrectionParams`` from overrides; ``MethodError`` naming the bad one."""
-    from ..pseudo import CorrectionParams
     try:
         return CorrectionParams(**dict(values))
     except (TypeError, SemisegError) as exc:
@@ -146,23 +146,19 @@ class PLCKD(Method):
         if problems:
             raise MethodError(f"method {cls.name!r}: " + "; ".join(problems))
         correction_params(params.correction)
-        for target in params.targets:
-            SoftTarget.from_dict(target)
+        try:
+            for target in params.targets:
+                SoftTarget.from_dict(target)
+        except SemisegError as exc:
+            raise MethodError(f"method {cls.name!r}: {exc}") from None
 
     def _targets(self, project_dir: Path) -> list[SoftTarget]:
-        from ...project import Project
         try:
-            project = Project.open(project_dir)
+            targets = project_soft_targets(project_dir, self.card.network.num_classes, pinned=self.params.targets,
+                                           case_ids=self.params.case_ids, teacher_model_id=self.params.teacher_model_id,
+                                           correct_with_gold=self.params.correct_with_gold)
         except SemisegError as exc:
             raise MethodError(f"method {self.name!r}: {exc}") from None
-        with project:
-            if self.params.targets:
-                targets = [SoftTarget.from_dict(t) for t in self.params.targets]
-            else:
-                targets = resolve_soft_targets(project, self.params.case_ids or None,
-                                               teacher_model_id=self.params.teacher_model_id,
-                                               correct_with_gold=self.params.correct_with_gold)
-            check_soft_targets(project, targets, self.card.network.num_classes)
         if not targets:
             raise MethodError(f"method {self.name!r}: no case of {project_dir} has a soft label to distil from; "
                               "run pseudo-labelling first")

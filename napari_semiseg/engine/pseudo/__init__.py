@@ -22,14 +22,13 @@ MONAI to import.
 
 from ...project import (SOFT_LABEL_ENCODING, SOFT_LABEL_MAX_ERROR, SoftLabel, UncertaintySummary,
                         decode_soft_label, encode_soft_label, summarise_soft_label)
-from ._assistants import (boundary_assistant, false_pixel_assistant, force_correct_side,
+from ..correction import (METHOD_LABEL, RECONSTRUCTED, RECONSTRUCTION_NOTE, STEP_NAMES, CorrectionError,
+                          CorrectionParams, CorrectionResult, CorrectionStep, boundary_assistant,
+                          correct_soft_labels, false_pixel_assistant, force_correct_side,
                           signed_boundary_distance, similarity_correction, wrong_side)
 from ._histograms import SoftLabelHistograms, soft_label_histograms
 from ._interactive import CaseCorrection, correct_case_soft_label, teacher_soft_label
 from ._ranking import CaseRank, candidate_case_ids, next_case, rank_cases, teacher_disagreement
-from ._teacher_team import (METHOD_LABEL, RECONSTRUCTED, RECONSTRUCTION_NOTE, STEP_NAMES,
-                            CorrectionError, CorrectionParams, CorrectionResult, CorrectionStep,
-                            correct_soft_labels)
 
 __all__ = [
     "METHOD_LABEL", "RECONSTRUCTED", "RECONSTRUCTION_NOTE", "SOFT_LABEL_ENCODING",

@@ -2,7 +2,7 @@
 
 When a clinician saves a "corrected" label for a case whose pseudo-label (or prediction) came
 with a soft label, ``correct_case_soft_label`` runs the teacher team (RECONSTRUCTED, see
-``_teacher_team``) with the corrected label as gold on every voxel, and keeps the result as a
+``engine.correction``) with the corrected label as gold on every voxel, and keeps the result as a
 new "corrected" soft label linked to the corrected label version; the teacher's soft label is
 kept as it was. A student distilling from the case then learns from soft labels that agree
 with the clinician everywhere, while keeping the teacher's confidence where it was right.

@@ -11,18 +11,17 @@ or in a child process that the GUI tails and can stop::
     for event in handle.iter_events(): ...
     handle.stop()                                 # weights kept; resume_from=handle.run_dir/"checkpoint.pt"
 
-Pieces: ``_config`` (TrainConfig), ``_data`` / ``_cache`` / ``_sampling`` / ``_augment`` /
-``_batches`` (cases → batches), ``_schedule``, ``_checkpoint``, ``_events``, ``_stop``,
+Pieces: ``_config`` (TrainConfig), ``_sampling`` / ``_batches`` (``engine.data``'s cases →
+batches), ``_schedule``, ``_checkpoint``, ``_events``, ``_stop``,
 ``_ddp``, ``_validation``, ``_loop`` (the trainer), ``_subprocess``, ``_project``.
 """
 
-from ._augment import crop_padding, la_augment
+from ..data import (CaseSource, CaseSpec, DataSpec, LoadedCase, PreparedCase, TrainingData, VolumeCache,
+                    crop_padding, la_augment, prepare_case)
 from ._batches import BatchDataset
-from ._cache import VolumeCache
 from ._checkpoint import (BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, TrainedModel, load_checkpoint, load_model,
                           load_model_weights)
-from ._config import CONFIG_FILE, CaseSpec, DataSpec, TrainConfig, TrainingError
-from ._data import CaseSource, LoadedCase, PreparedCase, TrainingData, prepare_case
+from ._config import CONFIG_FILE, TrainConfig, TrainingError
 from ._ddp import DistributedContext, resolve_device
 from ._events import EVENT_FIELDS, EVENT_TYPES, EVENTS_FILE, EventLog, EventTail, read_events
 from ._loop import TrainResult, train
@@ -31,7 +30,7 @@ from ._sampling import TwoStreamSchedule
 from ._schedule import build_optimizer, learning_rate
 from ._stop import STOP_FILE, request_stop
 from ._subprocess import LOG_FILE, TrainingProcess, run_training_subprocess
-from ._validation import ValidationResult, case_dice, validate
+from ._validation import ValidationResult, case_dice, validate, validate_method
 
 __all__ = [
     "BEST_MODEL_FILE", "BatchDataset", "CHECKPOINT_FILE", "CONFIG_FILE", "CaseSource", "CaseSpec", "DataSpec",
@@ -41,5 +40,5 @@ __all__ = [
     "VolumeCache", "build_optimizer", "case_dice", "crop_padding", "data_spec_from_project", "la_augment",
     "learning_rate", "load_checkpoint", "load_model", "load_model_weights", "prepare_case",
     "read_events", "register_run_in_project", "request_stop", "resolve_device", "run_training_subprocess",
-    "train", "validate",
+    "train", "validate", "validate_method",
 ]

@@ -15,9 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..cards import ModelCard
-from ._augment import la_augment
-from ._cache import VolumeCache
-from ._data import CaseSource, TrainingData, prepare_case
+from ..data import CaseSource, TrainingData, VolumeCache, la_augment, prepare_case
 from ._sampling import LABELED_STREAM, TwoStreamSchedule, sample_rng
 
 #: ``views(stream, image, label, rng) -> {name: array}``: a method's ``sample_views``.

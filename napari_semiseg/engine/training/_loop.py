@@ -29,13 +29,13 @@ import torch
 
 from ...errors import SemisegError
 from .._compute import ComputeMode
+from ..data import TrainingData
 from ..methods import Batch, Method, StepInfo, create_method
 from ._batches import BatchDataset, make_loader
 from ._checkpoint import (BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, capture_rng_state, load_checkpoint,
                           load_model_weights, make_checkpoint, make_model_payload, restore_rng_state,
                           save_atomically)
 from ._config import CONFIG_FILE, TrainConfig, TrainingError
-from ._data import TrainingData
 from ._ddp import DistributedContext, any_rank, ddp_wrapper, gather_objects, init_distributed, shutdown
 from ._events import EVENTS_FILE, EventLog, ProgressCallback, read_events
 from ._sampling import TwoStreamSchedule, seed_sequence

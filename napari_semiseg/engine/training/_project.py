@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._checkpoint import BEST_MODEL_FILE, load_model_weights
-from ._config import CaseSpec, DataSpec, TrainingError
-from ._loop import TrainResult
-
+from ...errors import TrainingError
 #: Label kinds a supervised loss may learn from: imported ground truth and clinicians' corrections.
-from ...project import GOLD_KINDS as TRAINING_LABEL_KINDS  # noqa: E402 (the one definition)
+from ...project import GOLD_KINDS as TRAINING_LABEL_KINDS
+from ..data import CaseSpec, DataSpec
+from ._checkpoint import BEST_MODEL_FILE, load_model_weights
+from ._loop import TrainResult
 
 
 def _labelled_spec(project, case_id: str, kinds: Sequence[str]) -> CaseSpec:

@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from ...io import Volume
 from ..cards import ModelCard
+from ..data import CaseSource
+from ..methods import Method
 from ..inference import Cancelled, predict_volume
 from ..metrics import dice
-from ._data import CaseSource
 from ._ddp import DistributedContext, gather_objects
 
 
@@ -77,4 +79,27 @@ def validate(network: nn.Module, cases: Sequence[CaseSource], card: ModelCard, c
     return ValidationResult(float(np.mean(list(ordered.values()))) if ordered else float("nan"), ordered)
 
 
-__all__ = ["ValidationResult", "ValidationStopped", "case_dice", "validate"]
+def validate_method(method: Method, cases: Sequence[CaseSource], card: ModelCard | None = None, *,
+                    device: str | torch.device | None = None) -> dict[str, ValidationResult]:
+    """What a run reports at each validation, for a method outside a run, with the same code.
+
+    Args:
+        method: a (trained) method, e.g. ``TrainResult.method``.
+        cases: labelled ``CaseSource`` objects.
+        card: the card for inference; the method's by default.
+        device: where to predict; None: where the deployed network is (moving a network moves
+            the method's own modules, which branches may share).
+
+    Returns:
+        ``{"deployed": ValidationResult, <branch>: ValidationResult, ...}``: the deployed network
+        and each of ``method.branch_networks()`` (e.g. the dual-branch method's teacher).
+    """
+    if device is None:
+        device = next(method.deployed_network().parameters()).device
+    context = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device(device))
+    networks = {"deployed": method.deployed_network(), **method.branch_networks()}
+    return {name: validate(network.to(context.device), list(cases), card or method.card, context)
+            for name, network in networks.items()}
+
+
+__all__ = ["ValidationResult", "ValidationStopped", "case_dice", "validate", "validate_method"]

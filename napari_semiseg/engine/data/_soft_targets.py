@@ -5,7 +5,7 @@ Which soft label of each case (``resolve_soft_targets``), newest first:
 1. a stored "corrected" soft label made against the case's newest gold/corrected label (the
    interactive loop stores one when a clinician corrects a pseudo-label);
 2. else the newest "teacher" soft label; if the case has a gold or corrected label it is
-   corrected on the fly against it by the teacher team (``engine.pseudo.correct_soft_labels``,
+   corrected on the fly against it by the teacher team (``engine.correction.correct_soft_labels``,
    RECONSTRUCTED), in memory, nothing stored;
 3. a case without a gold/corrected label keeps its teacher soft label as it is. The teacher
    team (reconstructed) has no unsupervised step: each of its steps, the forcing included,
@@ -34,15 +34,22 @@ import numpy as np
 import torch
 
 from ...errors import SemisegError
+from ...project import GOLD_KINDS, Project  # GOLD_KINDS: the label kinds that count as truth
 from ..cards import ModelCard
-from ._base import MethodError
+from ..correction import correct_soft_labels
+from ..inference import to_input_grid
+from ._augment import la_augment
+from ._cache import VolumeCache
+from ._cases import CaseSource, PreparedCase, prepare_case
 
 if TYPE_CHECKING:  # the project layer reads volumes; only its type is named here
     from ...io import Volume
 
-#: Label kinds that count as truth for correcting a soft label (as the trainer's and the
-#: interactive loop's).
-GOLD_KINDS = ("corrected", "gold")
+
+class SoftTargetError(SemisegError):
+    """A distillation target does not fit its project or card (PLC-KD reports it as its own error)."""
+
+
 #: Splits whose cases may serve as distillation cases (never validation or test cases).
 DISTILL_SPLITS = ("labelled", "unlabelled")
 
@@ -71,7 +78,7 @@ class SoftTarget:
             return cls(str(data["case_id"]), int(data["soft_label_id"]),
                        None if data.get("gold_label_id") is None else int(data["gold_label_id"]))
         except (KeyError, TypeError, ValueError):
-            raise MethodError(f"a distillation target must be {{case_id, soft_label_id, gold_label_id}}, "
+            raise SoftTargetError(f"a distillation target must be {{case_id, soft_label_id, gold_label_id}}, "
                               f"got {data!r}") from None
 
 
@@ -102,7 +109,7 @@ def resolve_soft_targets(project, case_ids: Sequence[str] | None = None, *, teac
         correct_with_gold: correct teacher soft labels of cases that have a gold/corrected label.
 
     Raises:
-        MethodError: a named case is a validation or test case (distilling on it would leak).
+        SoftTargetError: a named case is a validation or test case (distilling on it would leak).
     """
     if case_ids is None:
         case_ids = [c for split in DISTILL_SPLITS for c in project.case_ids(split)]
@@ -110,7 +117,7 @@ def resolve_soft_targets(project, case_ids: Sequence[str] | None = None, *, teac
     for case_id in case_ids:
         split = project.case(case_id).split
         if split not in DISTILL_SPLITS:
-            raise MethodError(f"case {case_id!r} of {project.root} is a {split} case: it cannot be a "
+            raise SoftTargetError(f"case {case_id!r} of {project.root} is a {split} case: it cannot be a "
                               "distillation case")
         target = _target_of_case(project, case_id, teacher_model_id, correct_with_gold)
         if target is not None:
@@ -119,28 +126,46 @@ def resolve_soft_targets(project, case_ids: Sequence[str] | None = None, *, teac
 
 
 def check_soft_targets(project, targets: Sequence[SoftTarget], num_classes: int) -> None:
-    """Raise ``MethodError`` naming the first target that does not fit the project or card."""
+    """Raise ``SoftTargetError`` naming the first target that does not fit the project or card."""
     for target in targets:
         try:
             soft = project.soft_label(target.soft_label_id)
             gold = None if target.gold_label_id is None else project.label_version(target.gold_label_id)
         except SemisegError as exc:
-            raise MethodError(f"distillation target of case {target.case_id!r}: {exc}") from None
+            raise SoftTargetError(f"distillation target of case {target.case_id!r}: {exc}") from None
         if soft.case_id != target.case_id or (gold is not None and gold.case_id != target.case_id):
-            raise MethodError(f"distillation target of case {target.case_id!r}: soft label {soft.id} or label "
+            raise SoftTargetError(f"distillation target of case {target.case_id!r}: soft label {soft.id} or label "
                               f"version {target.gold_label_id} belongs to another case")
         if soft.num_classes != num_classes:
-            raise MethodError(f"soft label {soft.id} of case {target.case_id!r} has {soft.num_classes} classes; "
+            raise SoftTargetError(f"soft label {soft.id} of case {target.case_id!r} has {soft.num_classes} classes; "
                               f"the card's network has {num_classes}")
         if gold is not None and soft.num_classes != 2:
-            raise MethodError(f"soft label {soft.id} of case {target.case_id!r}: the teacher team corrects binary "
+            raise SoftTargetError(f"soft label {soft.id} of case {target.case_id!r}: the teacher team corrects binary "
                               "soft labels only")
+
+
+def project_soft_targets(project_dir: str | Path, num_classes: int, *, pinned: Sequence[dict] = (),
+                         case_ids: Sequence[str] | None = None, teacher_model_id: int | None = None,
+                         correct_with_gold: bool = True) -> list[SoftTarget]:
+    """The distillation targets of the project at ``project_dir``, checked against it and the card.
+
+    ``pinned`` (a run's recorded targets) are taken as they are; otherwise they are resolved now
+    (``resolve_soft_targets``). Raises ``SemisegError`` (the project cannot be opened, a target
+    does not fit); an empty list when no case has a soft label.
+    """
+    with Project.open(project_dir) as project:
+        if pinned:
+            targets = [SoftTarget.from_dict(t) for t in pinned]
+        else:
+            targets = resolve_soft_targets(project, case_ids or None, teacher_model_id=teacher_model_id,
+                                           correct_with_gold=correct_with_gold)
+        check_soft_targets(project, targets, num_classes)
+    return targets
 
 
 def load_target_probabilities(project, target: SoftTarget, correction=None) -> tuple[np.ndarray, Volume]:
     """(K, z, y, x) float32 target probabilities of a case, corrected if the target says so,
     and the case's image ``Volume``."""
-    from ..pseudo import correct_soft_labels  # numpy/scipy only; late to keep imports light
     volume = project.load_image(target.case_id)
     probabilities = project.load_soft_label(target.soft_label_id)
     if target.gold_label_id is not None:
@@ -155,16 +180,13 @@ def load_target_probabilities(project, target: SoftTarget, correction=None) -> t
 def prepare_target_stack(project_dir: str | Path, target: SoftTarget, card: ModelCard, correction=None):
     """The prepared image and target of a case stacked as channels: a ``PreparedCase`` whose
     image is (C + K, Z, Y, X) float32 on the network grid (C image channels first)."""
-    from ...project import Project
-    from ..inference import to_input_grid
-    from ..training import CaseSource, PreparedCase, prepare_case  # the trainer imports the methods
     try:
         with Project.open(project_dir) as project:
             probabilities, volume = load_target_probabilities(project, target, correction)
-    except MethodError:
+    except SoftTargetError:
         raise
     except SemisegError as exc:
-        raise MethodError(f"distillation case {target.case_id!r}: {exc}") from None
+        raise SoftTargetError(f"distillation case {target.case_id!r}: {exc}") from None
     image = prepare_case(CaseSource.from_arrays(target.case_id, volume.array, spacing=volume.spacing,
                                                  zscored=volume.zscored), card).image
     soft = to_input_grid(torch.from_numpy(probabilities), image.shape[1:]).numpy()
@@ -199,7 +221,6 @@ class SoftTargetSampler:
     def stack(self, index: int) -> np.ndarray:
         """The (C + K, Z, Y, X) stack of target ``index`` (from the cache when possible)."""
         if self._cache is None:
-            from ..training import VolumeCache
             self._cache = VolumeCache(self.cache_volumes, self._prepare)
         return self._cache.get(self.targets[index]).image
 
@@ -213,12 +234,11 @@ class SoftTargetSampler:
             (image (C, *patch) float32, target (K, *patch) float32 probabilities; all-zero
             where the crop padded).
         """
-        from ..training import la_augment
         index = int(rng.integers(len(self.targets)))
         patch, _ = la_augment(self.stack(index), None, self.card.patch_size, rng)
         channels = self.card.network.in_channels
         return patch[:channels], patch[channels:]
 
 
-__all__ = ["DISTILL_SPLITS", "GOLD_KINDS", "SoftTarget", "SoftTargetSampler", "check_soft_targets",
-           "load_target_probabilities", "prepare_target_stack", "resolve_soft_targets"]
+__all__ = ["DISTILL_SPLITS", "GOLD_KINDS", "SoftTarget", "SoftTargetError", "SoftTargetSampler", "check_soft_targets",
+           "load_target_probabilities", "prepare_target_stack", "project_soft_targets", "resolve_soft_targets"]

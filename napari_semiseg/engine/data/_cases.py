@@ -4,7 +4,7 @@ The trainer never sees a project or a folder: it sees ``CaseSource`` objects, ea
 and a callable that loads the raw image (and label) when asked. Sources come from files
 (``from_files``, ``TrainingData.from_spec``: what a child process rebuilds from its JSON
 config), from in-memory arrays (``from_arrays``: scripts, tests, the viewer's open layers) or
-from a project (``engine.training.training_data_from_project``). Loading is deferred so that
+from a project (``engine.training.data_spec_from_project``). Loading is deferred so that
 only the volumes in the bounded cache (``_cache``) are ever in memory.
 """
 
@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import SemisegError
+from ...errors import SemisegError, TrainingError
 from ...io import Volume
 from ..cards import ModelCard
 from ..inference import prepare_input
-from ._config import CaseSpec, DataSpec, TrainingError
+from ._specs import CaseSpec, DataSpec
 
 Spacing = tuple[float, float, float]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ._data import CaseSource, PreparedCase
+from ._cases import CaseSource, PreparedCase
 
 
 class VolumeCache:
