@@ -140,32 +140,45 @@ def la_list(shared_data: str | Path, list_file: str | Path | None = None) -> lis
     return [(case.case_id, Path(case.path)) for case in cases]
 
 
-def read_la_case(path: Path, downsample: int = 1) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+def read_la_case(path: Path, downsample: int | tuple[int, int, int] = 1
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """An LA case as (image float32 zyx, label uint8 zyx, spacing zyx mm), optionally
-    downsampled in-plane by ``downsample`` (image: mean of each k×k block; label: a block is
-    foreground when at least half its voxels are)."""
+    downsampled: an int ``k`` is ``(1, k, k)``, k×k in-plane blocks (the CPU quality protocol);
+    a tuple gives the (z, y, x) factors. Image: mean of each block; label: a block is foreground
+    when at least half its voxels are."""
     from napari_semiseg.io import read_volume
     volume = read_volume(path)
     image = np.asarray(volume.array, dtype=np.float32)
     label = np.asarray(volume.label, dtype=np.uint8)
     spacing = tuple(float(s) for s in volume.spacing)
-    if downsample > 1:
-        image, label = downsample_in_plane(image, label, downsample)
-        spacing = (spacing[0], spacing[1] * downsample, spacing[2] * downsample)
+    factors = block_factors(downsample)
+    if factors != (1, 1, 1):
+        image, label = downsample_blocks(image, label, factors)
+        spacing = tuple(s * f for s, f in zip(spacing, factors))
     return image, label, spacing
 
 
-def downsample_in_plane(image: np.ndarray, label: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Block means of k×k in-plane (y, x) blocks; the trailing rows/columns that do not fill a
+def block_factors(downsample: int | Sequence[int]) -> tuple[int, int, int]:
+    """(z, y, x) block sizes of a ``downsample`` setting: ``k`` → (1, k, k); a triple as given."""
+    if isinstance(downsample, int):
+        return (1, downsample, downsample)
+    z, y, x = (int(f) for f in downsample)
+    return (z, y, x)
+
+
+def downsample_blocks(image: np.ndarray, label: np.ndarray, factors: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Block means of (fz, fy, fx) blocks; trailing slices, rows and columns that do not fill a
     block are dropped. Label blocks vote (≥ half foreground → 1)."""
-    z, y, x = image.shape
-    y2, x2 = y // factor, x // factor
+    fz, fy, fx = factors
+    z, y, x = (size // f for size, f in zip(image.shape, factors))
+
     def blocks(a):
-        return a[:, :y2 * factor, :x2 * factor].reshape(z, y2, factor, x2, factor).astype(np.float32).mean(axis=(2, 4))
+        cut = a[:z * fz, :y * fy, :x * fx].reshape(z, fz, y, fy, x, fx)
+        return cut.astype(np.float32).mean(axis=(1, 3, 5))
     return blocks(image).astype(np.float32), (blocks(label) >= 0.5).astype(np.uint8)
 
 
-__all__ = ["RESULTS_ENV", "VALIDATION_CASES", "cpu_model", "describe_machine", "downsample_in_plane",
+__all__ = ["RESULTS_ENV", "VALIDATION_CASES", "cpu_model", "block_factors", "describe_machine", "downsample_blocks",
            "format_table", "la_list", "la_root", "machine", "read_la_case", "register_all_methods",
            "report", "results_dir", "set_threads", "write_csv"]
 

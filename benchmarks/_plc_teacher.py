@@ -25,12 +25,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._common import read_la_case
+from ._common import block_factors, read_la_case
 
 
-def add_la_cases(project, cases: Sequence[tuple[str, Path]], n_labeled: int, downsample: int, *,
+def add_la_cases(project, cases: Sequence[tuple[str, Path]], n_labeled: int, downsample, *,
                  labelled_split: str = "labelled") -> None:
-    """Add LA cases on the trainer's grid (downsampled in-plane), the first ``n_labeled`` with
+    """Add LA cases on the trainer's grid (``read_la_case``'s ``downsample``), the first ``n_labeled`` with
     their gold label and split ``labelled_split``, the others "unlabelled" without any label."""
     from napari_semiseg.io import Volume, write_volume
     with tempfile.TemporaryDirectory(dir=project.root.parent) as scratch:
@@ -38,7 +38,7 @@ def add_la_cases(project, cases: Sequence[tuple[str, Path]], n_labeled: int, dow
             image, label, spacing = read_la_case(path, downsample)
             labelled = index < n_labeled
             split = labelled_split if labelled else "unlabelled"
-            if downsample == 1:
+            if block_factors(downsample) == (1, 1, 1):
                 # The h5 file itself: a NIfTI copy would lose ``Volume.zscored``, and la-vnet's
                 # zscore-once would then z-score these cases but not the trainer's own.
                 project.add_case(case_id, path, split=split)
@@ -48,7 +48,8 @@ def add_la_cases(project, cases: Sequence[tuple[str, Path]], n_labeled: int, dow
                                           Volume.from_array(image, spacing=spacing))
                 project.add_case(case_id, image_file, split=split, copy=True)
             if labelled:
-                project.save_label(case_id, label, "gold", note=f"{path}, downsampled {downsample}x in-plane")
+                note = f"{path}, downsampled by (z, y, x) blocks {block_factors(downsample)}"
+                project.save_label(case_id, label, "gold", note=note)
 
 
 def pseudo_label_with(project, model_file: Path, case_ids: Sequence[str], *, device: str = "cpu",
@@ -79,7 +80,7 @@ def build_teacher_project(folder: Path, model_file: Path, train_cases: Sequence[
         train_cases: (case id, ``mri_norm2.h5`` path) of the labelled then the unlabelled cases;
             never validation cases.
         n_labeled: how many of the first cases are labelled.
-        downsample: the in-plane factor the trainer uses (``read_la_case``).
+        downsample: the trainer's downsampling (``read_la_case``).
         device: where the teacher predicts.
         config: the teacher run's configuration, recorded with its model version.
     """

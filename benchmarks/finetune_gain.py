@@ -119,11 +119,13 @@ def setting_card(setting: dict):
 
 def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, *, iterations: int,
               validate_every: int, seed: int, device: str, init_from: Path | None = None,
-              method_params: dict | None = None, force: bool = False) -> Path:
+              method_params: dict | None = None, ramps: str = "warm", force: bool = False) -> Path:
     """Train one run into ``run_dir`` unless it already finished; returns the folder.
 
     Every run of a setting shares the card's optimiser, learning rate and schedule over its own
-    ``iterations``; ``method_params`` are added to the method's defaults and fitted ramps.
+    ``iterations``; ``method_params`` are added to the method's defaults and ramps: fitted to
+    the run (``Method.schedule_for``), the consistency-weight ramps dropped for a run from M0
+    when ``ramps`` is ``"warm"`` (``warm_start``).
     """
     from napari_semiseg.engine.methods import get_method
     from napari_semiseg.engine.training import TrainConfig, train
@@ -132,7 +134,8 @@ def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, 
         return run_dir
     for stale in ("events.jsonl", "checkpoint.pt", "best_model.pt", "model.pt"):
         (run_dir / stale).unlink(missing_ok=True)
-    params = {**get_method(method).schedule_for(iterations), **(method_params or {})}
+    warm_start = init_from is not None and ramps == "warm"
+    params = {**get_method(method).schedule_for(iterations, warm_start=warm_start), **(method_params or {})}
     config = TrainConfig.from_card(setting_card(setting), run_dir, method=method, method_params=params,
                                    iterations=iterations, validate_every=validate_every, checkpoint_every=0,
                                    log_every=10, seed=seed, device=device, cache_volumes=len(cases),
@@ -157,7 +160,7 @@ def plc_kd_params(m0_run: Path, run_dir: Path, n_labeled: int, cases, setting: d
 
 
 def runs_of_seed(n_labeled: int, seed: int, methods: Sequence[str], cases, setting: dict, out: Path, *,
-                 m0_iterations: int, iterations: int, validate_every: int, device: str,
+                 m0_iterations: int, iterations: int, validate_every: int, device: str, ramps: str,
                  force: bool) -> dict[str, Path]:
     """M0, then the control and each method from M0's weights: {name: run folder}."""
     def folder(name):
@@ -174,7 +177,8 @@ def runs_of_seed(n_labeled: int, seed: int, methods: Sequence[str], cases, setti
         # A retrained M0 makes every run that started from it stale.
         runs[name] = train_run(folder(name), method, n_labeled, cases, setting, iterations=iterations,
                                validate_every=validate_every, seed=seed, device=device, init_from=start,
-                               method_params=params, force=force or _older_than(folder(name), start))
+                               method_params=params, ramps=ramps,
+                               force=force or _older_than(folder(name), start))
     return runs
 
 
@@ -213,6 +217,26 @@ def loss_rows(per_run: list[dict], out: Path) -> list[dict]:
                 rows.append({"N": n, "seed": seed, "run": name, "iteration": event["iteration"], "lr": event["lr"],
                              **event.get("losses", {})})
     return rows
+
+
+def loss_shares(rows: list[dict]) -> list[dict]:
+    """Why a method gains or not, in numbers: per (N, run), over every logged step of every seed,
+    the mean supervised loss, the mean unsupervised part of the total (total − supervised: each
+    method's extra terms with their weights) and its share of the total, and the mean
+    consistency weight where the method logs one."""
+    table = []
+    for n, name in dict.fromkeys((r["N"], r["run"]) for r in rows):
+        mine = [r for r in rows if (r["N"], r["run"]) == (n, name) and "supervised" in r and "total" in r]
+        if not mine:
+            continue
+        supervised = float(np.mean([r["supervised"] for r in mine]))
+        unsupervised = float(np.mean([r["total"] - r["supervised"] for r in mine]))
+        weights = [r["consistency_weight"] for r in mine if "consistency_weight" in r]
+        table.append({"N": n, "run": name, "steps_logged": len(mine), "supervised_loss": supervised,
+                      "unsupervised_part": unsupervised,
+                      "unsupervised_share_pct": 100 * unsupervised / max(supervised + unsupervised, 1e-12),
+                      "consistency_weight_mean": float(np.mean(weights)) if weights else float("nan")})
+    return table
 
 
 def plot_curves(curves: dict[tuple[int, str], list[tuple[int, float]]], m0_iterations: int, path: Path) -> Path | None:
@@ -313,8 +337,8 @@ def _number(text: str):
 def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int] = (4, 8),
         methods: Sequence[str] = DEFAULT_METHODS, seeds: int | None = None, m0_iterations: int | None = None,
         iterations: int | None = None, validate_every: int | None = None, eval_root: str | None = None,
-        eval_list: str | None = None, device: str | None = None, force: bool = False, out: Path | None = None,
-        max_cases: int | None = None) -> list[dict]:
+        eval_list: str | None = None, device: str | None = None, ramps: str = "warm", force: bool = False,
+        out: Path | None = None, max_cases: int | None = None) -> list[dict]:
     """Train and evaluate every (N, seed) group of runs; returns the summary rows.
 
     ``max_cases`` keeps only the first cases of the list plus the validation split (smoke tests).
@@ -342,7 +366,8 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
     for n in labeled:
         for seed in seed_list:
             runs = runs_of_seed(n, seed, methods, cases, settings, out, m0_iterations=m0_iterations,
-                                iterations=iterations, validate_every=validate_every, device=device, force=force)
+                                iterations=iterations, validate_every=validate_every, device=device, ramps=ramps,
+                                force=force)
             for name, run_dir in runs.items():
                 for split, eval_cases in splits:
                     rows = evaluate_run(run_dir, eval_cases, settings["downsample"], device)
@@ -353,16 +378,21 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
     summary = summarise(per_run)
     write_csv(out / "summary.csv", summary)
     plot_curves(mean_curves(per_run, out), m0_iterations, out / "validation_dice.png")
-    write_csv(out / "losses.csv", loss_rows(per_run, out))
+    losses = loss_rows(per_run, out)
+    write_csv(out / "losses.csv", losses)
+    shares = loss_shares(losses)
+    write_csv(out / "loss_shares.csv", shares)
     lines = [f"## LA fine-tune gain, setting {setting}", "",
              f"M0: supervised, {m0_iterations} steps; then {iterations} steps from M0 of the control (supervised, "
              f"same N labels) and of each method (+ {len(cases) - VALIDATION_CASES} − N unlabelled volumes); "
-             f"card {settings['card']}, seeds {seed_list}, best-validation weights kept.", "",
+             f"card {settings['card']}, seeds {seed_list}, best-validation weights kept; consistency-weight "
+             f"ramps {'dropped (warm start)' if ramps == 'warm' else 'fitted to the fine-tune'}.", "",
              f"Machine: {describe_machine()}", ""]
     for split, _ in splits:
         lines += [f"Dice % on {split} (mean ± std over seeds; points over the control, paired by seed):", "",
                   format_table(dice_table(summary, split)), ""]
-    lines += ["All rows:", "", format_table(summary)]
+    lines += ["Loss terms during fine-tuning (mean over logged steps and seeds):", "", format_table(shares), "",
+              "All rows:", "", format_table(summary)]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
     return summary
@@ -381,6 +411,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="fine-tuning validation interval (cpu 50, gpu 100)")
     parser.add_argument("--eval-root", default=None, help="LA root of the extra evaluation set (default --shared-data)")
     parser.add_argument("--eval-list", default=None, help="list file of an extra evaluation set")
+    parser.add_argument("--ramps", choices=("warm", "fitted"), default="warm",
+                        help="consistency-weight ramps of the fine-tuning runs: dropped, since they start from a "
+                             "trained M0 (warm, default), or fitted to the K steps as from scratch")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
@@ -388,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     set_threads(args.threads)
     run(args.shared_data, setting=args.setting, labeled=args.labeled, methods=args.methods, seeds=args.seeds,
         m0_iterations=args.m0_iterations, iterations=args.iterations, validate_every=args.validate_every,
-        eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, force=args.force)
+        eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, ramps=args.ramps, force=args.force)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,11 @@ def test_finetune_gain_starts_every_run_from_m0_with_one_schedule_and_reports_th
     assert (out / "validation_dice.png").stat().st_size > 0
     losses = _rows(out / "losses.csv")
     assert {r["run"] for r in losses} == {"m0", "control", "plc-kd"} and all(float(r["total"]) >= 0 for r in losses)
+    shares = {r["run"]: r for r in _rows(out / "loss_shares.csv")}
+    distilled = [r for r in losses if r["run"] == "plc-kd"]
+    expected = np.mean([float(r["total"]) - float(r["supervised"]) for r in distilled])
+    assert float(shares["plc-kd"]["unsupervised_part"]) == pytest.approx(expected, rel=1e-6), "its KD term, weighted"
+    assert "Loss terms during fine-tuning" in text
 
 
 def test_full_resolution_la_cases_reach_la_vnet_as_stored_in_the_trainer_and_in_teacher_projects(fake_la):

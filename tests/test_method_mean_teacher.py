@@ -219,6 +219,22 @@ def test_a_short_run_keeps_the_consistency_ramp_s_share_of_the_run(name):
     assert short.consistency_weight(399) > 0.9 * short.params.consistency
 
 
+@pytest.mark.parametrize("name", ["mean-teacher", "ua-mt", "ss-net", "dual-branch-kd"])
+def test_a_fine_tune_from_a_trained_model_has_the_full_consistency_weight_from_its_first_step(name):
+    """From a trained model the weight ramp is dropped (``warm_start``); a fitted ramp would
+    leave the unsupervised term near 0 for most of a short fine-tune."""
+    card = small_card(dropout=name != "dual-branch-kd")
+    fitted = get_method(name).schedule_for(150)
+    warm = get_method(name).schedule_for(150, warm_start=True)
+    ramp = get_method(name).weight_ramps[0]
+    assert warm[ramp] == 0 and {k: v for k, v in warm.items() if k != ramp} == \
+        {k: v for k, v in fitted.items() if k != ramp}, "only the weight ramp changes"
+    if name != "dual-branch-kd":  # its published ramp is already 0
+        full = create_method(name, card, warm).params.consistency
+        assert create_method(name, card, warm).consistency_weight(0) == pytest.approx(full)
+        assert create_method(name, card, fitted).consistency_weight(10) < 0.1 * full
+
+
 def test_methods_without_step_counted_hyperparameters_are_left_alone():
     assert get_method("supervised").schedule_for(400) == {}
     assert get_method("dual-branch-kd").schedule_for(400) == {}

@@ -146,6 +146,9 @@ class Method(abc.ABC):
     #: Hyperparameters counted in optimiser steps of the published run (ramp lengths), which
     #: ``schedule_for`` rescales for a shorter or longer run.
     step_params: ClassVar[tuple[str, ...]] = ()
+    #: Lengths of the ramps of an unsupervised term's weight (0 = full weight from the start),
+    #: which ``schedule_for(..., warm_start=True)`` sets to 0 for a fine-tune.
+    weight_ramps: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, card: ModelCard, params: Any = None, *, network_factory: NetworkFactory | None = None):
         self.card = card
@@ -205,20 +208,27 @@ class Method(abc.ABC):
         return {}
 
     @classmethod
-    def schedule_for(cls, iterations: int) -> dict[str, Any]:
+    def schedule_for(cls, iterations: int, *, warm_start: bool = False) -> dict[str, Any]:
         """Hyperparameter overrides that fit the published ramps to a run of ``iterations`` steps.
 
         A ramp measured in steps (Mean Teacher's 40 × 150 of a 6000-step run) barely starts in
         a 400-step CPU run, which would then train as supervised-only. This keeps each ramp's
         share of the run: every ``step_params`` default is scaled by ``iterations`` over the
         published length (``recommended_training()["iterations"]``), never below 1 step.
-        ``{}`` when the method has no such field or no published length.
+
+        ``warm_start``: the run starts from a trained model (fine-tuning), so each
+        ``weight_ramps`` field is 0: the unsupervised term has its full weight from the first
+        step. The ramps protect a random initialisation from its own noisy targets; a model
+        that already segments has none to be protected from, and a ramp fitted to a short
+        fine-tune would leave the term near 0 for most of it (benchmarks/RESULTS.md §7).
+        Thresholds that ramp (UA-MT's, CrossMatch's) keep their fitted length.
+        ``{}`` when the method has no such field.
         """
         published = cls.recommended_training().get("iterations")
-        if not cls.step_params or not published:
-            return {}
         defaults = cls.default_params()
-        return {name: max(1, round(defaults[name] * iterations / published)) for name in cls.step_params}
+        fitted = {} if not published else \
+            {name: max(1, round(defaults[name] * iterations / published)) for name in cls.step_params}
+        return {**fitted, **({name: 0 for name in cls.weight_ramps} if warm_start else {})}
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class DualBranchKD(Method):
     uses_unlabeled = True
     trainable_networks = ("model",)
     deployed_network_name = "student"
+    weight_ramps = ("rampup",)
 
     @classmethod
     def check_params(cls, params: DualBranchKDParams) -> None:

@@ -89,6 +89,7 @@ class MeanTeacher(Method):
     description = "Mean Teacher: EMA teacher on noisy unlabelled patches, softmax-MSE consistency (LA constants)"
     Params = MeanTeacherParams
     step_params = ("rampup_period",)
+    weight_ramps = ("consistency_rampup",)
     trainable_networks = ("student",)
     deployed_network_name = "student"
     #: The LA papers evaluate Mean Teacher and UA-MT without a largest-component filter.

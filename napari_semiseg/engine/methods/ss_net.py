@@ -114,6 +114,7 @@ class SSNet(Method):
     description = "SS-Net: VAT smoothness with a Dice divergence + prototype class separation (LA constants)"
     Params = SSNetParams
     step_params = ("rampup_period",)
+    weight_ramps = ("consistency_rampup",)
     trainable_networks = ("model", "heads")
     deployed_network_name = "model"
     #: SS-Net's test script keeps the largest connected component (26-connected) by default.
