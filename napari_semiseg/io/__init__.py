@@ -8,7 +8,7 @@ direction is SimpleITK's (x, y, z) row-major 3×3 matrix. Every failure a user c
 import importlib
 
 from ..errors import GeometryMismatchError, VolumeError
-from ._atomic import atomic_path, atomic_write_bytes, atomic_write_with, fsync_directory
+from ._atomic import atomic_path, atomic_write_bytes, fsync_directory
 from ._formats import SUFFIX_FORMATS, WRITABLE_SUFFIXES, detect_format
 from ._h5 import LA_SPACING_MM, holds_la_image
 from ._la import LA_CASE_FILE, LA_TRAINING_FOLDER, LACase, la_case_paths, read_case_list
@@ -31,7 +31,7 @@ __all__ = [
     "IDENTITY_DIRECTION", "LA_CASE_FILE", "LA_SPACING_MM", "LA_TRAINING_FOLDER",
     "SUFFIX_FORMATS", "WRITABLE_SUFFIXES", "Geometry", "GeometryMismatchError",
     "VolumeError", "LACase", "Volume", "atomic_path",
-    "atomic_write_bytes", "atomic_write_with", "check_finite", "detect_format",
+    "atomic_write_bytes", "check_finite", "detect_format",
     "fsync_directory", "holds_la_image", "la_case_paths", "label_storage_dtype", "list_dicom_series",
     "read_case_list", "read_label", "read_volume", "validate_label", "write_label",
     "write_volume",

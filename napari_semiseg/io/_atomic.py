@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -63,9 +63,3 @@ def atomic_write_bytes(destination: str | Path, data: bytes) -> None:
     """Write ``data`` to ``destination`` atomically."""
     with atomic_path(destination) as tmp:
         tmp.write_bytes(data)
-
-
-def atomic_write_with(destination: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``destination`` atomically."""
-    with atomic_path(destination) as tmp:
-        write(tmp)

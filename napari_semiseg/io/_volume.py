@@ -117,7 +117,3 @@ class Volume:
         if tuple(array.shape[-3:]) != self.shape:
             raise ValueError(f"array shape {array.shape} does not fit grid {self.shape}")
         return replace(self, array=array, label=None, zscored=False)
-
-    def napari_scale_translate(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """napari's ``scale`` and ``translate`` for this grid (axis-aligned part of the geometry)."""
-        return self.spacing, self.origin

@@ -50,15 +50,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def full_suffix(path: Path) -> str:
-    """``.nii.gz`` for ``a.nii.gz``; the last suffix otherwise (``.pt``, ``.nrrd``)."""
-    name = path.name.lower()
-    for double in (".nii.gz", ".tar.gz"):
-        if name.endswith(double):
-            return path.name[-len(double):]
-    return path.suffix
-
-
 def is_temporary(path: Path) -> bool:
     """Whether ``path`` is an atomic write's temporary file (``.name.XXXX.part.suffix``)."""
     return ".part" in path.name and path.name.startswith(".")
