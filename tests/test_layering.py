@@ -1,4 +1,4 @@
-"""The layer rule of DESIGN.md, made mechanical.
+"""The layer rule of docs/DESIGN.md, made mechanical.
 
 io and project never import torch, napari or Qt; engine and cli never import napari or Qt.
 Checked twice: statically (every import statement in the source, lazy ones inside functions

@@ -1,4 +1,4 @@
-"""Mean Teacher (METHODS.md §7.2): EMA teacher, noisy teacher input, softmax-MSE consistency,
+"""Mean Teacher (docs/METHODS.md §7.2): EMA teacher, noisy teacher input, softmax-MSE consistency,
 its ramped weight, and a short run through the real trainer with the cpu-small card.
 
 Expected values are written out with numpy here, never taken from the code under test.

@@ -1,4 +1,4 @@
-"""SS-Net (METHODS.md §2): VAT with a Dice divergence (norm ε, adversarial, BatchNorm frozen, no
+"""SS-Net (docs/METHODS.md §2): VAT with a Dice divergence (norm ε, adversarial, BatchNorm frozen, no
 parameter .grad left), the prototype memory and class-separation loss, the loss schedule, the
 largest-component flag, and a short run through the real trainer with the cpu-small card.
 

@@ -1,4 +1,4 @@
-"""UA-MT (METHODS.md §7.1): T MC-dropout teacher passes, predictive entropy, the ramped
+"""UA-MT (docs/METHODS.md §7.1): T MC-dropout teacher passes, predictive entropy, the ramped
 threshold (0.75 + 0.25·r(t, t_max))·ln 2, the masked consistency, the batching of the teacher
 passes, and a short run through the real trainer with the cpu-small card.
 

@@ -17,7 +17,7 @@ P = torch.tensor([[0.5, 1.0], [0.0, 0.25]])
 G = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
 
 
-# -- Dice variants, against hand computations (METHODS.md §1.3) --------------------------------------
+# -- Dice variants, against hand computations (docs/METHODS.md §1.3) --------------------------------------
 
 def test_squared_dice_uses_squares_and_1e5_smoothing():
     # Σp·g = 1.5, Σp² = 0.25 + 1 + 0.0625 = 1.3125, Σg² = 2

@@ -14,7 +14,7 @@ from napari_semiseg.engine.networks import (NetworkError, UNetSmall, VNet, build
                                             dropout_layers, enable_mc_dropout)
 
 LA_VNET = NetworkSpec(name="vnet", base_filters=16, normalization="batchnorm", dropout=True, dropout_rate=0.5)
-#: Counted from the architecture of METHODS.md §1.3. SS-Net's table says 9.44 M and CrossMatch's
+#: Counted from the architecture of docs/METHODS.md §1.3. SS-Net's table says 9.44 M and CrossMatch's
 #: Table (papers/crossmatch.txt) 9.443 M: their counter leaves out the 5,600 BatchNorm weights.
 LA_VNET_PARAMETERS = 9_448_866
 LA_VNET_BATCHNORM_PARAMETERS = 5_600

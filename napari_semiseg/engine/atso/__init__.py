@@ -1,6 +1,6 @@
 """ATSO, asynchronous teacher–student optimisation (Huo et al., CVPR 2021), and its baselines.
 
-A schedule of generations over the pseudo-labelling pipeline and the trainer (METHODS.md §5):
+A schedule of generations over the pseudo-labelling pipeline and the trainer (docs/METHODS.md §5):
 
 1. M0 is trained on the labelled set S (supervised);
 2. the unlabelled ("reference") set R is split into two folds R1, R2, fixed for the whole run

@@ -10,7 +10,7 @@ only towards the correct side, never across it the wrong way, so they never make
 voxel wrong; step 4 guarantees that none is left.
 
 The published method (Wang et al., MICCAI 2024) uses two *learned* assistants and a feature
-similarity whose details are not public (see METHODS.md §6.3). These steps are deterministic
+similarity whose details are not public (see docs/METHODS.md §6.3). These steps are deterministic
 stand-ins with the roles the abstract names, designed here; distances are in voxels.
 """
 
@@ -219,7 +219,7 @@ def force_correct_side(q: np.ndarray, gold: np.ndarray, mask: np.ndarray, *, mar
     a margin) or ``max(1 − q, 0.5 + margin)`` ("reflect": a confidently wrong teacher becomes
     confidently right); background voxels symmetrically ``0.5 − margin`` or
     ``min(1 − q, 0.5 − margin)``. Not part of the published description: it is the
-    implementation choice that makes "all correct" a guarantee (METHODS.md §6.3, step 5).
+    implementation choice that makes "all correct" a guarantee (docs/METHODS.md §6.3, step 5).
 
     Args:
         q: (z, y, x) soft label in its output dtype (the check is made in that precision).

@@ -2,7 +2,7 @@
 
 RECONSTRUCTED. "Progressively Correcting Soft Labels via Teacher Team for Knowledge
 Distillation in Medical Image Segmentation" (Wang et al., MICCAI 2024) is known here only from
-its abstract and its supplement (METHODS.md §6): a false-pixel-aware assistant (global
+its abstract and its supplement (docs/METHODS.md §6): a false-pixel-aware assistant (global
 errors), a boundary-aware assistant (lesion-boundary errors) and a similarity-based correction
 of the remaining hard false pixels progressively correct the teacher's soft labels, so that
 positives end in 0.5..1 and negatives in 0..0.5 (supplement, Fig. 2). The paper's assistants

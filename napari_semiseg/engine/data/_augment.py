@@ -1,4 +1,4 @@
-"""The LA papers' augmentation (METHODS.md §1.1) with MONAI's deterministic array transforms.
+"""The LA papers' augmentation (docs/METHODS.md §1.1) with MONAI's deterministic array transforms.
 
 In order, on the whole prepared volume:
 

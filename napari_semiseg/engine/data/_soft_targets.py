@@ -9,7 +9,7 @@ Which soft label of each case (``resolve_soft_targets``), newest first:
    RECONSTRUCTED), in memory, nothing stored;
 3. a case without a gold/corrected label keeps its teacher soft label as it is. The teacher
    team (reconstructed) has no unsupervised step: each of its steps, the forcing included,
-   acts only where a gold label exists (METHODS.md §6.3: the correction requires the ground
+   acts only where a gold label exists (docs/METHODS.md §6.3: the correction requires the ground
    truth), so on an unlabelled case correction is the identity.
 
 Every target is pinned by ids (soft label, gold label version), which the run records.

@@ -1,10 +1,10 @@
 """A volume becomes network input (and probabilities come back): the card's preprocessing.
 
-Order, as in the pancreas protocol (METHODS.md §1.2): resample to the card's target spacing
+Order, as in the pancreas protocol (docs/METHODS.md §1.2): resample to the card's target spacing
 first, then intensity (CT window, then z-score; or z-score alone). The z-score is always over
 the whole volume, never a crop of it; under ``"zscore-once"`` a volume that already is the
 z-score of its whole scan (the LA ``mri_norm2.h5``, ``Volume.zscored``) is fed as stored, as
-the LA papers' code does (METHODS.md §1.1).
+the LA papers' code does (docs/METHODS.md §1.1).
 
 Resampling uses ``torch.nn.functional.interpolate`` (trilinear, ``align_corners=False``) to
 ``round(shape · spacing / target_spacing)`` voxels. That mapping keeps the volume's physical

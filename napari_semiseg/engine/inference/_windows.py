@@ -2,7 +2,7 @@
 
 MONAI's ``sliding_window_inference`` places windows with ``dense_patch_slices``: along each
 axis the starts are ``min(k·s, size − patch)`` for ``k = 0 … ceil((size − patch)/s)``, which is
-the papers' grid (METHODS.md §1.1) *when the integer step ``s`` is theirs*. MONAI derives
+the papers' grid (docs/METHODS.md §1.1) *when the integer step ``s`` is theirs*. MONAI derives
 ``s = int(patch · (1 − overlap))``, and float rounding can lose a voxel (patch 96 with
 overlap 1 − 16/96 gives 15). For an exact stride we therefore hand MONAI the overlap
 ``1 − (stride + 0.5)/patch``: ``patch · (1 − overlap) = stride + 0.5`` lies half a voxel away

@@ -2,7 +2,7 @@
 
 A **method** owns its networks (a student, an EMA teacher, extra heads...), its per-step
 losses, its hyperparameters (a dataclass whose defaults come from the paper's official code,
-METHODS.md) and any state of its own (a feature memory...). The **trainer** owns everything
+docs/METHODS.md) and any state of its own (a feature memory...). The **trainer** owns everything
 else: sampling the labelled + unlabelled halves of each batch, augmentation, the optimiser and
 the learning-rate schedule, the backward pass, checkpoints, progress events, stopping and DDP.
 

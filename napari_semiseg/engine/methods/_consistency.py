@@ -1,4 +1,4 @@
-"""Teacher–student consistency terms of Mean Teacher and UA-MT (METHODS.md §7.1, §7.2).
+"""Teacher–student consistency terms of Mean Teacher and UA-MT (docs/METHODS.md §7.1, §7.2).
 
 Probabilities are softmax outputs (B, K, Z, Y, X). All reductions are batch-global (one sum
 over samples, classes and voxels), as in the official code.

@@ -1,4 +1,4 @@
-"""CrossMatch's targets, confidence threshold and loss terms (METHODS.md §3.3–3.6).
+"""CrossMatch's targets, confidence threshold and loss terms (docs/METHODS.md §3.3–3.6).
 
 Every target is a hard label with its confidence (argmax and max of the softmax of a
 prediction taken without gradient). Every unsupervised term is the squared Dice of the

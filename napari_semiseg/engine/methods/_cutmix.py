@@ -1,4 +1,4 @@
-"""3-D CutMix boxes for CrossMatch (METHODS.md §3.2): drawn per sample, pasted on the device.
+"""3-D CutMix boxes for CrossMatch (docs/METHODS.md §3.2): drawn per sample, pasted on the device.
 
 A box is drawn on the data side with the sample's own numpy generator (so a batch stays a pure
 function of its step) and travels as a small (3, 2) int64 array of half-open ``[start, stop)``

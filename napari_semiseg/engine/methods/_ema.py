@@ -1,4 +1,4 @@
-"""The exponential-moving-average teacher of Mean Teacher and UA-MT (METHODS.md §7.1, §7.2).
+"""The exponential-moving-average teacher of Mean Teacher and UA-MT (docs/METHODS.md §7.1, §7.2).
 
 After every optimiser step the teacher's parameters move towards the student's:
 θ_teacher ← α·θ_teacher + (1 − α)·θ_student with α = min(1 − 1/(t + 1), α_max), where t is

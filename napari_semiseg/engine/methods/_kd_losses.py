@@ -1,4 +1,4 @@
-"""Distillation terms of the dual-branch KD and PLC-KD methods (METHODS.md §4.2, §6.3).
+"""Distillation terms of the dual-branch KD and PLC-KD methods (docs/METHODS.md §4.2, §6.3).
 
 Logits and probabilities are (B, K, Z, Y, X); a voxel mask is bool (B, Z, Y, X). Every term
 is a mean over the voxels that count (classes summed per voxel), in nats; an empty mask gives
@@ -44,7 +44,7 @@ def kl_divergence(target_prob: Tensor, student_logits: Tensor, mask: Tensor | No
     """L_KL: the mean over voxels of KL(q ‖ p) = Σ_c q_c·(ln q_c − ln p_c).
 
     ``q`` is the teacher's (or a stored soft label's) probabilities and is **detached**: the
-    term moves the student only, never the teacher (the usual KD convention, METHODS.md §4.2).
+    term moves the student only, never the teacher (the usual KD convention, docs/METHODS.md §4.2).
     0·ln 0 counts as 0, so soft labels with exact zeros (8-bit storage) are fine.
 
     Args:

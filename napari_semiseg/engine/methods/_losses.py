@@ -1,4 +1,4 @@
-"""The Dice-loss variants of the papers (METHODS.md §1.3), kept distinct on purpose.
+"""The Dice-loss variants of the papers (docs/METHODS.md §1.3), kept distinct on purpose.
 
 They differ in their denominators and smoothing constants, and the published numbers depend
 on which one a method used. All are **batch-global**: one sum over the batch and all voxels,

@@ -1,5 +1,5 @@
 """SS-Net's class-separation term: per-step prototype memory and the learned-weight cosine
-loss (METHODS.md §2.1 steps 4–5; the memory of Alonso et al., ICCV 2021).
+loss (docs/METHODS.md §2.1 steps 4–5; the memory of Alonso et al., ICCV 2021).
 
 Everything works on voxel vectors: the decoder embedding (B, F, Z, Y, X) becomes (N, F) rows.
 

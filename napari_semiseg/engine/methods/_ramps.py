@@ -1,4 +1,4 @@
-"""Ramp-up curves of the consistency weights (METHODS.md §1.3)."""
+"""Ramp-up curves of the consistency weights (docs/METHODS.md §1.3)."""
 
 from __future__ import annotations
 

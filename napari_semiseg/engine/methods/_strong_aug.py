@@ -1,4 +1,4 @@
-"""CrossMatch's strong image views (METHODS.md §3.2), made from the weak crop with torch ops.
+"""CrossMatch's strong image views (docs/METHODS.md §3.2), made from the weak crop with torch ops.
 
 The official code builds each strong view with torchio: with probability 0.8 a random bias
 field followed by a random gamma, then with probability 0.5 a random Gaussian blur. Here the

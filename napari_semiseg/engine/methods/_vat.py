@@ -1,5 +1,5 @@
 """Virtual adversarial training with a Dice divergence: SS-Net's smoothness term L_lds
-(METHODS.md §2.1 step 3).
+(docs/METHODS.md §2.1 step 3).
 
 Given a batch x (B, C, Z, Y, X) and the network's own prediction q on it (a constant):
 

@@ -1,5 +1,5 @@
 """CrossMatch (Zhao, Wang, Ding, JBHI 2024): self-knowledge-distillation with image- and
-feature-level perturbations (METHODS.md §3; the paper's Algorithm 1).
+feature-level perturbations (docs/METHODS.md §3; the paper's Algorithm 1).
 
 One network, no EMA. Per step, with the labelled patches x and two unlabelled streams (u, the
 main one, and m, the CutMix source):

@@ -1,4 +1,4 @@
-"""Dual-branch confidence-maximisation KD (Liu, Desrosiers, Ben Ayed, Dolz; METHODS.md §4).
+"""Dual-branch confidence-maximisation KD (Liu, Desrosiers, Ben Ayed, Dolz; docs/METHODS.md §4).
 
 One network, one shared encoder, two decoders (``build_network(spec, second_decoder=True)``):
 the **teacher** (upper) decoder learns from the strong labels only, the **student** (lower)
@@ -7,7 +7,7 @@ softmax of the teacher and student logits, every step (one forward pass over the
 unlabelled halves of the batch) computes:
 
 - L_A = ce_weight·CE(p^A, y) + dice_weight·Dice(p^A, y) on the labelled half;
-- L_B = the same loss for the student on the labelled half (METHODS.md §4.2: in the
+- L_B = the same loss for the student on the labelled half (docs/METHODS.md §4.2: in the
   semi-supervised setting the student's partial CE covers the labelled images only;
   ``student_supervised=False`` drops it);
 - L_KL = mean over voxels of KL(p^A ‖ p^B) = Σ_c p^A_c (ln p^A_c − ln p^B_c), p^A **detached**
@@ -23,7 +23,7 @@ unlabelled halves of the batch) computes:
 but is not part of ``total``. r(t) is the sigmoid ramp-up over ``rampup`` steps (0: none).
 
 Provenance: the structure is from the paper's abstract; λ_KL, λ_H, the KL direction, the
-stop-gradient and the lack of temperature are not published (METHODS.md §4.2 [UNVERIFIED]), so
+stop-gradient and the lack of temperature are not published (docs/METHODS.md §4.2 [UNVERIFIED]), so
 the defaults below are choices made here, to tune on validation. The official code is
 inference only. On 3-D LA/Pancreas this is an adaptation (V-Net encoder, two V-Net decoders).
 
@@ -60,7 +60,7 @@ KL_VOXELS = ("unlabeled", "all")
 
 @dataclass
 class DualBranchKDParams:
-    """Hyperparameters of the dual-branch KD (METHODS.md §4.2; the weights are not published).
+    """Hyperparameters of the dual-branch KD (docs/METHODS.md §4.2; the weights are not published).
 
     Attributes:
         lambda_kl: λ_KL, weight of KL(teacher ‖ student).

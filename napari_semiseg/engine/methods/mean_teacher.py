@@ -1,10 +1,10 @@
-"""Mean Teacher for 3-D segmentation with the LA-literature constants (METHODS.md §7.2).
+"""Mean Teacher for 3-D segmentation with the LA-literature constants (docs/METHODS.md §7.2).
 
 A student network trains on ½·(CE + squared Dice) of the labelled half plus a consistency
 term on the unlabelled half: the mean squared difference between its softmax and the softmax
 of an EMA teacher that sees the same unlabelled patches with clamped Gaussian noise
 (clamp(N(0, 0.1²), −0.2, 0.2)). The consistency weight ramps up as 0.1·r(⌊t/150⌋, 40), t the
-0-based step (METHODS.md recommends UA-MT's LA constants so that Mean Teacher and UA-MT
+0-based step (docs/METHODS.md recommends UA-MT's LA constants so that Mean Teacher and UA-MT
 differ only in UA-MT's uncertainty mask; SSL4MIS's BraTS defaults are other settings of the
 same parameters). After each optimiser step the teacher becomes
 α·teacher + (1 − α)·student, α = min(1 − 1/(t+1), 0.99) (``_ema``). Both networks stay in
@@ -30,7 +30,7 @@ from ._registry import register_method
 
 @dataclass
 class MeanTeacherParams:
-    """Hyperparameters of Mean Teacher (defaults: UA-MT's LA code, METHODS.md §7.1–7.2).
+    """Hyperparameters of Mean Teacher (defaults: UA-MT's LA code, docs/METHODS.md §7.1–7.2).
 
     Attributes:
         ema_decay: the ceiling α_max of the EMA decay min(1 − 1/(t+1), α_max).

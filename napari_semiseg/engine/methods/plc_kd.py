@@ -1,8 +1,8 @@
 """PLC-KD-style distillation from corrected soft labels (Wang et al., MICCAI 2024) — RECONSTRUCTED.
 
-RECONSTRUCTED: the paper is known here only from its abstract and supplement (METHODS.md §6).
+RECONSTRUCTED: the paper is known here only from its abstract and supplement (docs/METHODS.md §6).
 Its KD loss, its weight and the student's supervised loss are not published; what follows is
-the reconstruction skeleton of METHODS.md §6.3 step 6 with choices made here, and it must be
+the reconstruction skeleton of docs/METHODS.md §6.3 step 6 with choices made here, and it must be
 shown as "reconstructed" wherever it is offered (``PLCKD.RECONSTRUCTED``, ``METHOD_LABEL``).
 
 The teacher is not trained here: its soft labels were made beforehand (pseudo-labelling, a

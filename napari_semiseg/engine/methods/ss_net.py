@@ -1,5 +1,5 @@
 """SS-Net: pixel-level smoothness (VAT with a Dice divergence) and inter-class separation
-(prototype memory) for semi-supervised segmentation (Wu et al., MICCAI 2022; METHODS.md §2).
+(prototype memory) for semi-supervised segmentation (Wu et al., MICCAI 2022; docs/METHODS.md §2).
 
 One step on a batch of B_l labelled + B_u unlabelled patches (the official
 ``train_ss_3d.py``, whose released checkpoints reproduce the published LA table):
@@ -59,7 +59,7 @@ WEIGHT_STEP_OFFSET = 1
 
 @dataclass
 class SSNetParams:
-    """Hyperparameters of SS-Net (defaults: the official LA code, METHODS.md §2.1).
+    """Hyperparameters of SS-Net (defaults: the official LA code, docs/METHODS.md §2.1).
 
     Attributes:
         consistency: λ, the largest weight of the unsupervised terms (1 on LA, 0.1 on ACDC).

@@ -1,6 +1,6 @@
 """Supervised training: ½·(CE + squared Dice) on the labelled half, unlabelled data unused.
 
-The loss is UA-MT's and CrossMatch's L_sup (METHODS.md §3.4, §7.1): cross-entropy plus the
+The loss is UA-MT's and CrossMatch's L_sup (docs/METHODS.md §3.4, §7.1): cross-entropy plus the
 batch-global squared Dice of the foreground channel, each weighted ½. SS-Net's supervised term
 (plain binary Dice alone) is ``ce_weight=0, dice_weight=1, dice="binary"``. It is the
 baseline every semi-supervised method is compared with, and the first model of a project.

@@ -1,5 +1,5 @@
 """UA-MT: Mean Teacher whose consistency counts only where the teacher is certain
-(Yu et al., MICCAI 2019; yulequan/UA-MT, METHODS.md §7.1).
+(Yu et al., MICCAI 2019; yulequan/UA-MT, docs/METHODS.md §7.1).
 
 Per step, on the unlabelled half (B_u patches):
 

@@ -1,4 +1,4 @@
-"""The V-Net of the left-atrium papers (UA-MT, SS-Net, CrossMatch, SSL4MIS), METHODS.md §1.3.
+"""The V-Net of the left-atrium papers (UA-MT, SS-Net, CrossMatch, SSL4MIS), docs/METHODS.md §1.3.
 
 Written from its description, not from any repository. It differs from MONAI's ``VNet``
 (5×5×5 convolutions, residual stages, PReLU, 45.6 M parameters): here every convolution is

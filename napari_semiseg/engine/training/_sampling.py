@@ -1,6 +1,6 @@
 """Which cases each batch draws: the papers' two-stream sampling as a pure function of the step.
 
-The LA papers' ``TwoStreamBatchSampler`` (METHODS.md §1.1): the labelled indices are shuffled
+The LA papers' ``TwoStreamBatchSampler`` (docs/METHODS.md §1.1): the labelled indices are shuffled
 once per pass and cut into batches (an incomplete last batch is dropped); the unlabelled
 indices cycle through independent permutations, one after another, forever. Here pass ``p``'s
 permutation is drawn from a generator seeded by (seed, rank, stream, p), so the cases of step

@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules, as the papers set them (METHODS.md §2.1, §3.5, §7).
+"""Optimisers and learning-rate schedules, as the papers set them (docs/METHODS.md §2.1, §3.5, §7).
 
 The learning rate of step t (0-based) is a pure function of t: the trainer sets it on the
 optimiser before each step, so a resumed run needs no scheduler state.
