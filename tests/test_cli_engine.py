@@ -102,7 +102,7 @@ def test_train_registers_and_activates_a_model(trained):
         run = store.runs("train")[-1]
         assert run.status == "completed" and run.result["model_id"] == 1
         assert run.config["cases"]["validation_rule"].startswith("carved")
-        assert run.config["cases"]["unlabeled"] == ["case3"]
+        assert run.config["cases"]["unlabeled"] == [], "supervised learns from no unlabelled case: none is loaded"
 
 
 def test_validation_cases_may_be_held_out_h5_references(tmp_path, la_root):
@@ -116,7 +116,7 @@ def test_validation_cases_may_be_held_out_h5_references(tmp_path, la_root):
         data = model.config["data"]
         assert [c["case_id"] for c in data["labeled"]] == ["case0", "case1"]
         assert [(c["case_id"], Path(c["label"]).name) for c in data["validation"]] == [("case3", "mri_norm2.h5")]
-        assert [c["case_id"] for c in data["unlabeled"]] == ["case2"]
+        assert data["unlabeled"] == [], "supervised learns from no unlabelled case (the Fine-tune panel's rule)"
         assert model.metrics["validation_per_case"].keys() == {"case3"}
         assert store.latest_label("case3") is None  # still no label version
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_semiseg._napari._finetune_job import (CasePools, FineTuneRequest, build_train_config, format_param,
-                                                  parse_param)
+from napari_semiseg._napari._finetune_job import CasePools, format_param, parse_param
 from napari_semiseg.errors import ProjectError, SemisegError
 from napari_semiseg.engine.cards import load_card
 from napari_semiseg.engine.methods import get_method, list_methods
 from napari_semiseg.engine.training import CHECKPOINT_FILE, EVENTS_FILE, load_checkpoint, read_events
 from napari_semiseg.project import Project
+from napari_semiseg.workflows.train import TrainRequest, plan_training
 from napari_panel_support import (LABELLED, UNLABELLED, VALIDATION, build_project, dock, notifications,
                                   register_model, screenshot, show_tab)
 
@@ -80,11 +80,11 @@ def test_the_panel_offers_the_project_cases_and_builds_the_request(panels, proje
     assert panel.unlabelled_title.text() == "Unlabelled: 1 of 2"
     _configure(panel, iterations=7, validate_every=3)
     panel.params_form.fields["ce_weight"].setText("0.25")
-    assert panel.request() == FineTuneRequest(
-        card="cpu-small", method="supervised", method_params={"ce_weight": 0.25, "dice_weight": 0.5,
-                                                              "dice": "squared"},
-        labelled=LABELLED, unlabelled=UNLABELLED[:1], validation=VALIDATION, iterations=7, device="cpu",
-        validate_every=3, start_from=None, lr=load_card("cpu-small").training.lr)
+    # Only what the user changed is asked for; the recipe gives the rest (as semiseg train's request).
+    assert panel.request() == TrainRequest(
+        card="cpu-small", method="supervised", iterations=7, settings={"validate_every": 3},
+        method_params={"ce_weight": 0.25}, labelled=LABELLED, unlabelled=UNLABELLED[:1], device="cpu",
+        start_from=None)
 
     # A value the method cannot take is refused before any process starts, with its name.
     panel.params_form.fields["dice"].setText("cubic")
@@ -97,7 +97,7 @@ def test_the_panel_offers_the_project_cases_and_builds_the_request(panels, proje
     assert any("hyperparameter ce_weight: 'a lot'" in message for _severity, message in shown)
     assert panel.run is None
     with Project.open(project_folder) as project:
-        assert project.runs("training") == [], "nothing was started"
+        assert project.runs("train") == [], "nothing was started"
 
 
 def test_the_consistency_ramp_follows_the_number_of_iterations(panels):
@@ -111,7 +111,28 @@ def test_the_consistency_ramp_follows_the_number_of_iterations(panels):
     assert ramp.text() == "150", "the published run keeps the published ramp"
     panel.iterations_spin.setValue(400)
     assert ramp.text() == "10"
-    assert panel.request().method_params["rampup_period"] == 10
+    with Project.open(panel.session.project.root) as project:
+        assert plan_training(project, panel.request()).config.method_params["rampup_period"] == 10
+
+
+def test_the_form_shows_the_methods_published_recipe_and_the_users_edits_win(panels):
+    """Choosing CrossMatch shows its recipe (AdamW 1e-3, poly, 14000 steps), not the card's."""
+    _viewer, _project_panel, panel = panels
+    panel.card_combo.setCurrentText("la-vnet")
+    assert (panel.optimizer_combo.currentText(), panel.lr_edit.text(), panel.iterations_spin.value()) == (
+        "sgd", "0.01", 6000), "the card's own method: the card's recipe"
+    panel.method_combo.setCurrentText("crossmatch")
+    assert (panel.optimizer_combo.currentText(), float(panel.lr_edit.text()), panel.iterations_spin.value()) == (
+        "adamw", 1e-3, 14000)
+    assert "crossmatch's published recipe" in panel.recipe_label.text()
+    assert panel.request().settings == {} and panel.request().iterations is None, "nothing changed: no override"
+    panel.lr_edit.setText("0.002")
+    panel.iterations_spin.setValue(1400)
+    request = panel.request()
+    assert (request.settings, request.iterations) == ({"lr": 0.002}, 1400)
+    with Project.open(panel.session.project.root) as project:
+        config = plan_training(project, request).config
+    assert (config.optimizer, config.lr, config.schedule, config.iterations) == ("adamw", 0.002, "poly", 1400)
 
 
 def test_fine_tune_trains_in_a_child_process_plots_live_and_registers_a_model(
@@ -151,7 +172,7 @@ def test_fine_tune_trains_in_a_child_process_plots_live_and_registers_a_model(
         best_iteration, best_dice = max(panel.plot.dice_points, key=lambda point: (point[1], -point[0]))
         assert stored.metrics["validation_dice"] == pytest.approx(best_dice)
         assert stored.metrics["weights_iteration"] == best_iteration
-        assert [r.status for r in project.runs("training")] == ["completed"]
+        assert [r.status for r in project.runs("train")] == ["completed"]
     assert panel.models.row_ids() == [first.id, model.id] and panel.models.active_id() == model.id
     row = panel.models.row_ids().index(model.id)
     assert panel.models.table.item(row, 4).text() == f"{best_dice:.3f}"
@@ -222,14 +243,15 @@ def test_stop_keeps_the_weights_and_resume_finishes_the_run(panels, project_fold
     assert second is not first and second.config.resume_from == str(first.config.run_dir / CHECKPOINT_FILE)
     _wait_for_end(panel, qtbot, second)
     assert second.status == "finished", second.error
-    start = next(e for e in read_events(second.config.run_dir / "events.jsonl") if e["event"] == "start")
+    assert second.config.run_dir == first.config.run_dir, "a resumed run continues in its own folder"
+    start = [e for e in read_events(second.config.run_dir / "events.jsonl") if e["event"] == "start"][-1]
     assert start["iteration"] == first.iteration, "the resumed run continues where the stop left it"
     iterations = [i for i, _loss in panel.plot.loss_points]
     assert iterations == list(range(1, 6)), "one curve over both parts of the run"
     with Project.open(project_folder) as project:
         finished = project.model(second.model.id)
         assert finished.active and finished.metrics["iterations"] == 5
-        assert [r.status for r in project.runs("training")] == ["stopped", "completed"]
+        assert [r.status for r in project.runs("train")] == ["stopped", "completed"]
     print(f"\nStop/resume runs: {panel.stall_report().describe()}")
 
 
@@ -249,7 +271,7 @@ def test_a_failing_training_process_is_reported_in_a_notification(panels, projec
     assert panel.start_button.isEnabled() and not panel.resume_button.isEnabled()
     with Project.open(project_folder) as project:
         assert project.models() == []
-        assert [r.status for r in project.runs("training")] == ["failed"]
+        assert [r.status for r in project.runs("train")] == ["failed"]
 
 
 # -- the panel's logic without a window ---------------------------------------------------------------
@@ -281,10 +303,9 @@ def test_hyperparameters_typed_in_the_form_are_read_as_the_type_of_their_default
 def test_a_run_config_pins_its_label_versions_and_names_its_parent(project_folder, tmp_path):
     with Project.open(project_folder) as project:
         parent = register_model(project, tmp_path)
-        request = FineTuneRequest("cpu-small", "supervised", {"dice": "binary"}, labelled=LABELLED,
-                                  unlabelled=UNLABELLED, validation=VALIDATION, iterations=5, device="cpu",
-                                  validate_every=5, start_from=parent.id, lr=0.02)
-        config = build_train_config(project, request, tmp_path / "run")
+        request = TrainRequest("cpu-small", "supervised", 5, {"validate_every": 5, "lr": 0.02}, {"dice": "binary"},
+                               labelled=LABELLED, unlabelled=UNLABELLED, device="cpu", start_from=parent.id)
+        config = plan_training(project, request).config
         gold = project.latest_label(LABELLED[0])
     assert (config.method, config.method_params, config.iterations, config.lr) == ("supervised", {"dice": "binary"},
                                                                                    5, 0.02)
@@ -300,14 +321,13 @@ def test_requests_a_run_cannot_honour_are_refused_with_the_reason(project_folder
         vnet = register_model(project, tmp_path, card=load_card("la-vnet"))
         cases = {"labelled": LABELLED, "unlabelled": UNLABELLED}
         with pytest.raises(ProjectError, match=f"model {vnet.id} was trained with card 'la-vnet'"):
-            build_train_config(project, FineTuneRequest("cpu-small", "supervised", start_from=vnet.id, **cases),
-                               tmp_path)
-        with pytest.raises(ProjectError, match="no labelled case chosen"):
-            build_train_config(project, FineTuneRequest("cpu-small", "supervised", unlabelled=UNLABELLED), tmp_path)
+            plan_training(project, TrainRequest("cpu-small", "supervised", start_from=vnet.id, **cases))
+        with pytest.raises(ProjectError, match="no labelled case to train on"):
+            plan_training(project, TrainRequest("cpu-small", "supervised", labelled=(), unlabelled=UNLABELLED))
         with pytest.raises(ProjectError, match="learns from unlabelled cases"):
-            build_train_config(project, FineTuneRequest("cpu-small", semi_supervised, labelled=LABELLED), tmp_path)
+            plan_training(project, TrainRequest("cpu-small", semi_supervised, labelled=LABELLED, unlabelled=()))
         with pytest.raises(SemisegError, match="unknown training method 'nope'"):
-            build_train_config(project, FineTuneRequest("cpu-small", "nope", **cases), tmp_path)
+            plan_training(project, TrainRequest("cpu-small", "nope", **cases))
 
 
 #: A loss each consistency method logs besides the supervised one (named in its training step).

@@ -215,3 +215,21 @@ def test_without_a_model_the_panel_says_to_fine_tune_first(panels, project_folde
         predict_panel.predict_button.click()
     assert any("no model yet" in message for _severity, message in shown)
     assert predict_panel.job is None
+
+
+def test_an_ss_net_model_predicts_with_its_largest_component_rule(panels, project_folder, tmp_path, qtbot):
+    """SS-Net's published post-processing keeps the largest connected component; the panel offers
+    it for an SS-Net model, as ``semiseg infer`` applies it (issue 16: the panel's box used the card's
+    setting as stored and switched it off)."""
+    from napari_panel_support import save_network_as_model
+
+    card = load_card("cpu-small")
+    assert card.inference.largest_component is False
+    with Project.open(project_folder) as project:
+        path = save_network_as_model(tmp_path / "ss-net.pt", card)
+        project.register_model(card.to_dict(), path, method="ss-net", config={}, metrics={}, activate=True)
+    viewer, project_panel, predict_panel = panels
+    open_case(project_panel, project_folder, CASE)
+    predict_panel.session.notify("models")
+    assert predict_panel.largest_check.isChecked()
+    assert predict_panel.request().largest_component is True

@@ -1,23 +1,25 @@
 """The Fine-tune panel's logic, free of napari and Qt: which cases, which recipe, the child run.
 
-The panel builds a ``FineTuneRequest``; ``FineTuneRun.start`` turns it into a ``TrainConfig``
-inside the project (a run record, a run folder) and starts the trainer in a child process;
-the panel then calls ``poll()`` from a timer, which never blocks. When the child reports the
-end, ``conclude()`` keeps the result as a model version: active when the run finished, kept
-inactive when it was stopped (its weights stay usable; ``resume()`` continues the run in a
-new run folder from its checkpoint, to the same number of iterations).
+The panel builds a ``workflows.train.TrainRequest``, the same request ``semiseg train`` builds;
+``FineTuneRun.start`` plans and records the run through the workflow and starts the trainer in
+a child process; the panel then calls ``poll()`` from a timer, which never blocks. When the
+child reports the end, ``conclude()`` closes the run through the workflow: a finished run's
+model version is made active when a validation case measured it; a stopped run's weights are
+kept as an inactive version, and ``resume()`` continues the run in its own folder from its
+checkpoint, to the same number of iterations.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProjectError, SemisegError
 from ..project import GOLD_KINDS
+from ..workflows.cases import has_reference
+from ..workflows.train import TrainRequest, close_run, fail_run, open_run, plan_resume, plan_training
 
 TERMINAL_EVENTS = ("finished", "stopped", "error")
 #: The OS priority of the training child: lower than the viewer's, so the window stays responsive
@@ -32,8 +34,8 @@ class CasePools:
     Attributes:
         labelled: cases with a gold or corrected label version (not validation or test).
         unlabelled: the other cases that are neither validation nor test.
-        validation: cases of split "validation" with a label: never trained on, they give
-            the validation Dice.
+        validation: cases of split "validation" with a reference (``workflows.cases``): never
+            trained on, they give the validation Dice.
     """
 
     labelled: tuple[str, ...]
@@ -48,59 +50,13 @@ class CasePools:
             if case.split == "test":
                 continue
             if case.split == "validation":
-                if has_label:
+                if has_reference(project, case.id):
                     validation.append(case.id)
             elif has_label:
                 labelled.append(case.id)
             else:
                 unlabelled.append(case.id)
         return cls(tuple(labelled), tuple(unlabelled), tuple(validation))
-
-
-@dataclass(frozen=True)
-class FineTuneRequest:
-    """What the Fine-tune panel asks for (``FineTuneRun.start`` consumes exactly this).
-
-    Attributes:
-        card: a shipped card's name (or a card file).
-        method: a registered training method.
-        method_params: overrides of the method's hyperparameters.
-        labelled: case ids trained on with their newest gold or corrected label.
-        unlabelled: case ids the semi-supervised methods learn from without labels.
-        validation: case ids that give the validation Dice (never trained on).
-        iterations: optimiser steps.
-        device: "auto" (CUDA when present), "cpu" or "cuda".
-        validate_every: validation Dice every N steps (and after the last); None: the card's.
-        start_from: the model version whose weights the run starts from (its parent); None
-            starts from a fresh network.
-        lr: the initial learning rate; None: the card's (its schedule then decays it).
-    """
-
-    card: str
-    method: str
-    method_params: dict[str, Any] = field(default_factory=dict)
-    labelled: tuple[str, ...] = ()
-    unlabelled: tuple[str, ...] = ()
-    validation: tuple[str, ...] = ()
-    iterations: int = 300
-    device: str = "auto"
-    validate_every: int | None = None
-    start_from: int | None = None
-    lr: float | None = None
-
-
-def method_defaults(method: str, card, iterations: int | None = None) -> dict[str, Any]:
-    """A method's hyperparameters as the form shows them: its defaults, its ramps fitted to a run
-    of ``iterations`` steps (``Method.schedule_for``; a 6000-step ramp would never start in a
-    300-step fine-tune), then the card's own values when the card names this method."""
-    from ..engine.methods import get_method
-
-    values = get_method(method).default_params()
-    if iterations:
-        values.update(get_method(method).schedule_for(iterations))
-    if card.training.method == method:
-        values.update(card.training.method_params)
-    return values
 
 
 def parse_param(text: str, default: Any, name: str = "value") -> Any:
@@ -135,49 +91,12 @@ def format_param(value: Any) -> str:
     return json.dumps(value)
 
 
-def build_train_config(project, request: FineTuneRequest, run_dir):
-    """The ``TrainConfig`` of a request, its cases named by file and pinned by label version.
-
-    Raises:
-        SemisegError: no labelled case, an unknown card or method, a model to start from that
-            was trained with another network, or hyperparameters the method refuses.
-    """
-    from ..engine.cards import load_card
-    from ..engine.methods import get_method
-    from ..engine.training import TrainConfig, data_spec_from_project
-
-    if not request.labelled:
-        raise ProjectError("no labelled case chosen: fine-tuning needs at least one case with a gold or "
-                           "corrected label")
-    card = load_card(request.card)
-    method_class = get_method(request.method)
-    method_class.make_params(request.method_params)  # refuses unknown or bad values here, not in the child
-    if not request.unlabelled and method_class.uses_unlabeled:
-        raise ProjectError(f"method {request.method!r} learns from unlabelled cases; choose at least one")
-    unlabelled = request.unlabelled if method_class.uses_unlabeled else ()
-    data = data_spec_from_project(project, labeled=request.labelled, unlabeled=unlabelled,
-                                  validation=request.validation)
-    overrides: dict[str, Any] = {"method": request.method, "method_params": dict(request.method_params),
-                                 "iterations": int(request.iterations), "device": request.device, "data": data}
-    if request.validate_every is not None:
-        overrides["validate_every"] = int(request.validate_every)
-    if request.lr is not None:
-        overrides["lr"] = float(request.lr)
-    if request.start_from is not None:
-        parent = project.verified_model(request.start_from)
-        if parent.card.get("network") != card.to_dict()["network"]:
-            raise ProjectError(f"model {parent.id} was trained with card {parent.card.get('name')!r}, whose "
-                               f"network differs from card {card.name!r}'s; choose that card or start from "
-                               "a fresh network")
-        overrides.update(init_from=str(parent.checkpoint_path), parent_model_id=parent.id)
-    return TrainConfig.from_card(card, run_dir, **overrides)
-
-
 class FineTuneRun:
     """One training run of the panel: a child process, its events, its project records.
 
     Attributes:
         project: the open project.
+        plan: the workflow's ``TrainPlan`` (opened: its run record and folder).
         config: the run's ``TrainConfig``.
         run_id: the project's run record.
         process: the ``TrainingProcess`` handle.
@@ -187,56 +106,53 @@ class FineTuneRun:
         iteration, iterations: steps done (as last reported) and planned.
     """
 
-    def __init__(self, project, config, run_id: int, process):
-        self.project, self.config, self.run_id, self.process = project, config, run_id, process
+    def __init__(self, project, plan, process, events_before: int = 0):
+        self.project, self.plan, self.process = project, plan, process
+        self.config, self.run_id = plan.config, plan.run_id
+        self._events_before = events_before  # the earlier part's events, when resumed in the same folder
         self.status = "running"
         self.model = None
         self.error: str | None = None
         self.iteration = 0
-        self.iterations = config.iterations
+        self.iterations = plan.config.iterations
         self.validation_dice: float | None = None
         self._final_event: dict | None = None
 
     # -- starting -------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, project, request: FineTuneRequest, env: dict[str, str] | None = None) -> "FineTuneRun":
+    def start(cls, project, request: TrainRequest, env: dict[str, str] | None = None) -> "FineTuneRun":
         """Record a run in the project and start its child process.
 
         Raises:
             SemisegError: the request cannot make a valid run (nothing is started then).
         """
-        config = build_train_config(project, request, "(run folder)")  # refuses a bad request first
-        run_id = project.start_run("training", {"request": dataclasses.asdict(request)})
-        config = dataclasses.replace(config, output_dir=str(_run_dir(project, run_id, request.method)))
-        return cls._launch(project, config, run_id, env)
+        return cls._launch(project, open_run(project, plan_training(project, request)), env)
 
     @classmethod
-    def _launch(cls, project, config, run_id: int, env: dict[str, str] | None) -> "FineTuneRun":
-        from ..engine.training import run_training_subprocess
+    def _launch(cls, project, plan, env: dict[str, str] | None) -> "FineTuneRun":
+        from ..engine.training import EVENTS_FILE, read_events, run_training_subprocess
 
+        events_before = len(read_events(plan.run_dir / EVENTS_FILE))
         try:
-            process = run_training_subprocess(config, env=env)
+            process = run_training_subprocess(plan.config, env=env)
         except BaseException as error:
-            project.finish_run(run_id, "failed", {"error": str(error)})
+            fail_run(project, plan, error)
             raise
         _lower_priority(process.pid)
-        project.update_run(run_id, pid=process.pid, result={"run_dir": str(config.run_dir)})
-        return cls(project, config, run_id, process)
+        project.update_run(plan.run_id, pid=process.pid)
+        return cls(project, plan, process, events_before)
 
     def resume(self, env: dict[str, str] | None = None) -> "FineTuneRun":
-        """Continue this stopped run from its checkpoint, in a new run (folder and record).
+        """Continue this stopped run from its checkpoint: a new run record, the same run folder.
 
         Raises:
             ProjectError: the run did not stop (finished or failed runs are not resumed).
         """
         if self.status != "stopped":
             raise ProjectError(f"run {self.run_id} is {self.status}; only a stopped run can be resumed")
-        checkpoint = self._final_event.get("checkpoint") if self._final_event else None
-        run_id = self.project.start_run("training", {"resumes_run": self.run_id, "checkpoint": checkpoint})
-        config = dataclasses.replace(self.config, resume_from=checkpoint,
-                                     output_dir=str(_run_dir(self.project, run_id, self.config.method)))
-        run = self._launch(self.project, config, run_id, env)
+        plan = open_run(self.project, plan_resume(self.project, self.run_id))
+        run = self._launch(self.project, plan, env)
         run.iteration = self.iteration
         return run
 
@@ -260,6 +176,9 @@ class FineTuneRun:
             return []
         exited = not self.process.running
         events = self.process.poll_events()
+        if self._events_before:  # the run folder's earlier part: already shown, already concluded
+            skipped = min(self._events_before, len(events))
+            events, self._events_before = events[skipped:], self._events_before - skipped
         for event in events:
             kind = event.get("event")
             if kind in ("iteration", "validation", "start"):
@@ -292,39 +211,28 @@ class FineTuneRun:
     # -- the end -------------------------------------------------------------------------------------
 
     def conclude(self):
-        """Record the end: register the model version and close the run record.
+        """Record the end through the workflow: register the model version, close the run record.
 
-        A finished and validated run's model becomes the active one. A stopped run's is kept
-        inactive (its status says "stopped"), and so is one no validation case measured:
-        nothing shows it is better than the active model (``semiseg train`` does the same).
-        Returns the ``ModelVersion``, or None when the run failed.
+        A finished run's version becomes active when a validation case measured it (nothing
+        else shows it is better than the active model; ``semiseg train`` does the same); a
+        stopped run's is kept inactive (its status says "stopped"). Returns the
+        ``ModelVersion``, or None when the run failed.
         """
-        from ..engine.training import register_run_in_project
-
         if not self.running or self._final_event is None:
             return self.model
         kind = self._final_event["event"]
         if kind == "error":
             self.status, self.error = "failed", str(self._final_event.get("message"))
-            self.project.finish_run(self.run_id, "failed", {"error": self.error})
+            fail_run(self.project, self.plan, self.error)
             return None
         try:  # the model file and the final event are complete: no need to wait for the exit
-            result = self.process.result()
-            validated = result.metrics.get("validation_dice") is not None
-            self.model = register_run_in_project(self.project, result, activate=kind == "finished" and validated)
+            outcome = close_run(self.project, self.plan, self.process.result(), register_stopped=True)
         except SemisegError as error:
             self.status, self.error = "failed", str(error)
-            self.project.finish_run(self.run_id, "failed", {"error": self.error})
+            fail_run(self.project, self.plan, self.error)
             return None
-        self.status = kind
-        self.project.finish_run(self.run_id, "completed" if kind == "finished" else "stopped",
-                                {"model_id": self.model.id, "iteration": result.iteration,
-                                 "metrics": result.metrics, "run_dir": str(result.run_dir)})
+        self.status, self.model = kind, outcome.model
         return self.model
-
-
-def _run_dir(project, run_id: int, method: str):
-    return project.path_for("runs", f"{run_id:04d}-{method}")
 
 
 def _lower_priority(pid: int) -> None:
@@ -335,5 +243,4 @@ def _lower_priority(pid: int) -> None:
         pass
 
 
-__all__ = ["CasePools", "FineTuneRequest", "FineTuneRun", "TERMINAL_EVENTS", "build_train_config", "format_param",
-           "method_defaults", "parse_param"]
+__all__ = ["CasePools", "FineTuneRun", "TERMINAL_EVENTS", "format_param", "parse_param"]

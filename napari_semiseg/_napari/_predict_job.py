@@ -3,8 +3,8 @@
 The panel builds a ``PredictRequest``; ``predict_steps`` is the generator its worker runs
 (load the model version, then ``iter_predict_volume``'s reports, then the ``Prediction``);
 ``prediction_layers`` turns the result into napari layer tuples on the case's grid, and
-``save_prediction`` keeps it as a "prediction" label version (with its soft label when the
-project stores soft labels).
+``save_in_project`` keeps it as a "prediction" label version with its soft label. Model loading,
+inference and saving are ``workflows.predict``'s, the same as ``semiseg infer``'s.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Generator
 
-from ..errors import ProjectError
+from ..workflows.predict import resolve_model, save_prediction  # noqa: F401 (the panels' names for them)
 from ._layers import labels_layer_data, layer_metadata, placement
 
 #: The layers a prediction adds, by suffix after the case id.
@@ -75,21 +75,6 @@ class PredictRequest:
     save_version: bool = False
 
 
-def resolve_model(project, model_id: int | None):
-    """The ``ModelVersion`` a request names (the active one for None).
-
-    Raises:
-        ProjectError: the project has no model yet, or no such version.
-    """
-    if model_id is not None:
-        return project.model(model_id)
-    active = project.active_model()
-    if active is None:
-        raise ProjectError(f"{project.root}: the project has no model yet; fine-tune one first "
-                           "(Fine-tune panel) or register one with `semiseg train`")
-    return active
-
-
 def grid_arguments(request: PredictRequest, card) -> dict:
     """``stride``/``overlap`` keyword arguments for ``iter_predict_volume``."""
     if request.paper_grid and card.inference.stride is not None:
@@ -118,25 +103,19 @@ def predict_steps(model, volume, request: PredictRequest,
     Returns:
         ``(the Prediction on the volume's grid, what keep returned or None)``.
     """
-    from ..engine.inference import InferenceProgress, Prediction, iter_predict_volume
-    from ..engine._model_store import with_method_postprocessing
-    from ..engine.training import load_model
+    from ..engine.inference import InferenceProgress
+    from ..workflows.predict import PredictOptions, iter_predict, load_model_version
 
     yield InferenceProgress(0, 0, f"Loading model version {model.id}")
-    trained = load_model(model.checkpoint_path, expected_sha256=model.sha256)
-    card = with_method_postprocessing(trained.card, model.method, model.config)
-    largest = request.largest_component
-    for item in iter_predict_volume(trained.network, volume, card, device=request.device,
-                                    mc_samples=request.mc_samples, largest_component=largest,
-                                    should_stop=should_stop, **grid_arguments(request, card)):
-        if isinstance(item, Prediction):
-            if keep is None:
-                return item, None
-            done = item.windows * item.passes
-            yield InferenceProgress(done, done, "Saving the prediction")
-            return item, keep(item)
-        yield item
-    raise RuntimeError("inference ended without a prediction")  # not reachable
+    loaded = load_model_version(model)  # with its method's post-processing, as semiseg infer loads it
+    options = PredictOptions(device=request.device, mc_samples=request.mc_samples,
+                             largest_component=request.largest_component, **grid_arguments(request, loaded.card))
+    prediction = yield from iter_predict(loaded, volume, options, should_stop)
+    if keep is None:
+        return prediction, None
+    done = prediction.windows * prediction.passes
+    yield InferenceProgress(done, done, "Saving the prediction")
+    return prediction, keep(prediction)
 
 
 def prediction_layers(prediction, case_id: str, model_id: int | None = None) -> list[tuple]:
@@ -175,26 +154,11 @@ def _unit_image(array, geometry, name: str, colormap: ColourRamp, extra: dict, l
     return (array, kwargs, "image")
 
 
-def save_prediction(project, case_id: str, prediction, model_id: int | None, author: str | None = None):
-    """Keep a prediction as a "prediction" label version (with its soft label when possible).
-
-    Returns:
-        (the ``LabelVersion``, the ``SoftLabel`` or None when the project keeps no soft labels).
-    """
-    note = f"model {model_id}; {prediction.grid}; {prediction.passes} pass(es) on {prediction.device}"
-    if hasattr(project, "save_label_with_soft_label"):
-        return project.save_label_with_soft_label(case_id, prediction.labels, "prediction",
-                                                  prediction.probabilities, model_id=model_id,
-                                                  author=author, note=note)
-    return project.save_label(case_id, prediction.labels, "prediction", model_id=model_id,
-                              author=author, note=note), None
-
-
 def save_in_project(root: str | Path, case_id: str, prediction, model_id: int | None, author: str | None = None):
     """``save_prediction`` through a connection of its own (a worker thread's; SQLite needs one per thread)."""
     from ..project import Project
     with Project.open(root) as project:
-        return save_prediction(project, case_id, prediction, model_id, author)
+        return save_prediction(project, case_id, prediction, model_id, author=author)
 
 
 def describe_prediction(prediction, case_id: str) -> str:

@@ -1,7 +1,9 @@
 """The "Fine-tune" dock widget: train a new model version in a child process, watch it live.
 
-The widget builds a ``FineTuneRequest`` (card, method and its hyperparameters, labelled,
-unlabelled and validation cases, iterations, device, the model to start from).
+The widget shows the effective recipe of the chosen card and method (``workflows.train``: the
+card's, then the method's published one: optimiser, learning rate, iterations, ramps) and
+builds a ``TrainRequest`` from what the user changed (the user's edits win and are recorded
+with the model version), the cases ticked, the device and the model to start from.
 ``FineTuneRun`` starts the trainer in a child process, so the window never waits on it;
 a timer reads the child's JSON-lines events and feeds the plot (loss per iteration,
 validation Dice) and the progress bar. Stop is graceful (the child saves its weights and a
@@ -23,7 +25,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox
                             QVBoxLayout, QWidget)
 
 from ..errors import ProjectError, SemisegError
-from ._finetune_job import CasePools, FineTuneRequest, FineTuneRun, format_param, method_defaults, parse_param
+from ..workflows.train import TrainRequest, effective_recipe
+from ._finetune_job import CasePools, FineTuneRun, format_param, parse_param
 from ._model_rows import describe_model
 from ._plot import TrainingPlot
 from ._responsiveness import EventLoopProbe, StallReport
@@ -109,7 +112,7 @@ class FineTuneWidget(QWidget):
     # -- layout ----------------------------------------------------------------------------
 
     def _build(self) -> None:
-        from ..engine.cards import shipped_card_names
+        from ..engine.cards import OPTIMIZERS, shipped_card_names
         from ..engine.methods import list_methods
 
         self.card_combo = QComboBox()
@@ -121,7 +124,10 @@ class FineTuneWidget(QWidget):
         self.validate_spin = QSpinBox(minimum=1, maximum=1_000_000)
         self.validate_spin.setToolTip("Validation Dice every N iterations (and after the last)")
         self.lr_edit = QLineEdit()
-        self.lr_edit.setToolTip("Initial learning rate (the card's schedule decays it)")
+        self.lr_edit.setToolTip("Initial learning rate (the recipe's schedule decays it)")
+        self.optimizer_combo = QComboBox()
+        self.optimizer_combo.addItems(OPTIMIZERS)
+        self.recipe_label = QLabel(wordWrap=True)
         self.device_combo = QComboBox()
         self.device_combo.addItems(_devices())
         self.start_from_combo = QComboBox()
@@ -150,7 +156,9 @@ class FineTuneWidget(QWidget):
         recipe.addRow("Card", self.card_combo)
         recipe.addRow("Method", self.method_combo)
         recipe.addRow("Hyperparameters", self.params_form)
+        recipe.addRow(self.recipe_label)
         recipe.addRow("Iterations", self.iterations_spin)
+        recipe.addRow("Optimiser", self.optimizer_combo)
         recipe.addRow("Learning rate", self.lr_edit)
         recipe.addRow("Validate every", self.validate_spin)
         recipe.addRow("Device", self.device_combo)
@@ -202,19 +210,29 @@ class FineTuneWidget(QWidget):
 
     # -- the request the child run consumes -----------------------------------------------------------
 
-    def request(self) -> FineTuneRequest:
-        """The ``FineTuneRequest`` the controls describe.
+    def request(self) -> TrainRequest:
+        """The ``TrainRequest`` the controls describe: the recipe values the user changed, the cases ticked.
+
+        A value equal to the effective recipe's is not an override (the recipe gives it anyway),
+        so the same choice in ``semiseg train`` makes the same request and the same run.
 
         Raises:
             ProjectError: a hyperparameter field holds no valid value.
         """
-        return FineTuneRequest(
-            card=self.card_combo.currentText(), method=self.method_combo.currentText(),
-            method_params=self.params_form.values(), labelled=_checked(self.labelled_list),
-            unlabelled=_checked(self.unlabelled_list), validation=self._validation,
-            iterations=self.iterations_spin.value(), device=self.device_combo.currentText(),
-            validate_every=self.validate_spin.value(), start_from=self.start_from_combo.currentData(),
-            lr=parse_param(self.lr_edit.text(), 0.0, "learning rate"))
+        card, method, iterations = self._card(), self.method_combo.currentText(), self.iterations_spin.value()
+        published = effective_recipe(card, method)
+        fitted = effective_recipe(card, method, iterations)
+        shown = {"optimizer": self.optimizer_combo.currentText(),
+                 "lr": parse_param(self.lr_edit.text(), 0.0, "learning rate"),
+                 "validate_every": self.validate_spin.value()}
+        params = self.params_form.values()
+        return TrainRequest(
+            card=self.card_combo.currentText(), method=method,
+            iterations=None if iterations == published.iterations else iterations,
+            settings={key: value for key, value in shown.items() if value != fitted.settings[key]},
+            method_params={key: value for key, value in params.items() if fitted.form_params().get(key) != value},
+            labelled=_checked(self.labelled_list), unlabelled=_checked(self.unlabelled_list),
+            device=self.device_combo.currentText(), start_from=self.start_from_combo.currentData())
 
     # -- actions ----------------------------------------------------------------------------------------
 
@@ -231,8 +249,8 @@ class FineTuneWidget(QWidget):
             self._report_error(str(error))
             return None
         self.plot.clear(run.iterations)
-        self._follow(run, f"Started run {run.run_id} ({request.method}, {request.iterations} iterations, "
-                          f"{len(request.labelled)} labelled + {len(request.unlabelled)} unlabelled cases) "
+        self._follow(run, f"Started run {run.run_id} ({request.method}, {run.iterations} iterations, "
+                          f"{len(run.config.data.labeled)} labelled + {len(run.config.data.unlabeled)} unlabelled cases) "
                           f"in process {run.pid}…")
         return run
 
@@ -408,16 +426,20 @@ class FineTuneWidget(QWidget):
         if card_changed or not self._recipe_shown:
             self._recipe_shown = True
             self._show_method(card.training.method)  # a card comes with its default method
-        self.iterations_spin.blockSignals(True)  # the form below is fitted to it once
-        self.iterations_spin.setValue(card.training.iterations)
-        self.iterations_spin.blockSignals(False)
         try:
-            self.params_form.set_params(method_defaults(self.method_combo.currentText(), card,
-                                                        self.iterations_spin.value()))
+            recipe = effective_recipe(card, self.method_combo.currentText())
         except SemisegError as error:
             self._report_error(str(error))
-        self.lr_edit.setText(format_param(card.training.lr))
-        self.validate_spin.setValue(card.training.validate_every or card.training.iterations)
+            return
+        self.iterations_spin.blockSignals(True)  # the form below is fitted to it once
+        self.iterations_spin.setValue(recipe.iterations)
+        self.iterations_spin.blockSignals(False)
+        self.params_form.set_params(recipe.form_params())
+        settings = recipe.settings
+        self.optimizer_combo.setCurrentText(settings["optimizer"])
+        self.lr_edit.setText(format_param(settings["lr"]))
+        self.validate_spin.setValue(settings["validate_every"] or recipe.iterations)
+        self.recipe_label.setText(_describe_recipe(recipe, card))
         self._refresh_start_from()
 
     def _fit_ramps(self, iterations: int) -> None:
@@ -448,6 +470,16 @@ class FineTuneWidget(QWidget):
         self.resume_button.setEnabled(not running and self.run is not None and self.run.status == "stopped")
         # The recipe and case controls stay editable: a run reads them once, at Start (and
         # re-styling a dozen disabled controls would cost the window a long repaint).
+
+
+def _describe_recipe(recipe, card) -> str:
+    """Where the shown values come from, in one line."""
+    settings = recipe.settings
+    schedule = settings["schedule"] + (f" over {settings['poly_horizon']} steps"
+                                       if settings["schedule"] == "poly" and settings.get("poly_horizon") else "")
+    source = (f"{recipe.method}'s published recipe" if recipe.source == "method" else f"card {card.name}'s recipe")
+    return (f"{source}: {settings['optimizer']}, lr {format_param(settings['lr'])}, {schedule} schedule, "
+            f"{settings['iterations']} iterations. Your changes below win and are kept with the model version.")
 
 
 def _set_progress(bar: QProgressBar, value: int) -> None:

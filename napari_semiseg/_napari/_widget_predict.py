@@ -294,24 +294,27 @@ class PredictWidget(QWidget):
         self._update_enabled()
 
     def _apply_card_defaults(self) -> None:
-        """Show the chosen model's card settings: its grid, overlap and component rule."""
-        card = self._chosen_card()
-        if card is None:
+        """Show the chosen model's settings: its card's grid and overlap, and the component rule
+        of its method's post-processing (SS-Net keeps the largest component, as semiseg infer does)."""
+        from ..workflows.predict import model_keeps_largest_component
+
+        model = self._chosen_model()
+        if model is None:
             self._update_enabled()
             return
-        inference = card.get("inference", {})
+        inference = model.card.get("inference", {})
         has_stride = inference.get("stride") is not None
         self.paper_grid_check.setEnabled(has_stride)
         self.paper_grid_check.setChecked(has_stride)
         self.overlap_spin.setValue(float(inference.get("overlap", 0.5)))
-        self.largest_check.setChecked(bool(inference.get("largest_component", False)))
+        self.largest_check.setChecked(model_keeps_largest_component(model))
         self._update_enabled()
 
-    def _chosen_card(self) -> dict | None:
+    def _chosen_model(self):
         if not self.session.has_project:
             return None
         try:
-            return resolve_model(self.session.project, self.model_combo.currentData()).card
+            return resolve_model(self.session.project, self.model_combo.currentData())
         except SemisegError:
             return None
 

@@ -1,5 +1,5 @@
-"""What the engine commands (infer, evaluate, train, models) share: arguments, model loading,
-case references and the stderr progress lines.
+"""What the engine commands (infer, evaluate, train, models) share: arguments, model loading
+(through the predict workflow) and the stderr progress lines.
 
 Nothing here imports torch at module level: ``semiseg --help`` stays quick, and the heavy
 imports happen inside the functions that need them.
@@ -13,10 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import SemisegError
-from ..project import GOLD_KINDS
 
 #: The LA papers' dense sliding-window step (z, y, x) in voxels (their stride_xy 18, stride_z 4).
 PAPER_STRIDE = (4, 18, 18)
@@ -59,17 +56,17 @@ def non_negative_int(text: str) -> int:
 # -- models ------------------------------------------------------------------------------------
 
 def load_project_model(project, model_id: int | None):
-    """(network on the CPU, card, ModelVersion) of a model version, the active one by default.
+    """(network on the CPU, card with its method's post-processing, ModelVersion) of a model
+    version, the active one by default (``workflows.predict.load_model_version``).
 
     Raises:
         ProjectError: unknown model id, or no model in the project yet.
         TrainingError: the weights file is missing, unsafe or does not fit its network.
     """
-    from ..engine._model_store import load_model_version, resolve_model_id
+    from ..workflows.predict import load_model_version
 
-    model = project.model(resolve_model_id(project, model_id))
-    network, card = load_model_version(project, model.id, device="cpu")
-    return network, card, model
+    loaded = load_model_version(project, model_id, device="cpu")
+    return loaded.network, loaded.card, loaded.model
 
 
 def prediction_card(card, paper_grid: bool):
@@ -83,8 +80,8 @@ def prediction_card(card, paper_grid: bool):
 
 def check_device(device: str) -> None:
     """Raise a user error now for a device torch cannot use (before any work starts)."""
-    from ..engine.inference import resolve_device
-    resolve_device(device)
+    from ..workflows.train import check_device as check
+    check(device)
 
 
 # -- cases -------------------------------------------------------------------------------------
@@ -94,39 +91,6 @@ def check_cases(project, case_ids) -> list[str]:
     for case_id in case_ids:
         project.case(case_id)
     return list(case_ids)
-
-
-def reference_of(project, case_id: str, volume=None) -> tuple[np.ndarray | None, str]:
-    """A case's reference label and where it comes from, or (None, why there is none).
-
-    The newest gold or corrected label version; else the label carried by the image file
-    itself (the LA benchmark's ``mri_norm2.h5``: the held-out reference of an unlabelled
-    case, which the project never stores as a version so that no training can use it).
-
-    Args:
-        volume: the case's image if already read (saves reading it again).
-    """
-    version = project.latest_label(case_id, kinds=GOLD_KINDS)
-    if version is not None:
-        return project.load_label(version.id), f"{version.kind} label version {version.id}"
-    if volume is None:
-        volume = project.load_image(case_id)
-    if volume.label is not None:
-        return np.asarray(volume.label), f"the label stored in {project.case(case_id).image_path.name}"
-    return None, "no gold or corrected label, and the image file carries none"
-
-
-def has_file_reference(project, case_id: str) -> bool:
-    """Whether the case's image file carries its own label (LA h5), read from the header only."""
-    path = project.case(case_id).image_path
-    if path.suffix.lower() not in (".h5", ".hdf5"):
-        return False
-    import h5py
-    try:
-        with h5py.File(path, "r") as handle:
-            return "label" in handle
-    except OSError:
-        return False
 
 
 # -- output ------------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from pathlib import Path
 from ..errors import SemisegError
 from ..project import GOLD_KINDS
 from ._common import add_project_argument, open_project, writable_file
+from ..workflows.cases import has_file_reference, reference_of
 from ._engine_common import (StatusLine, add_prediction_arguments, check_cases, check_device, duration,
-                             has_file_reference, load_project_model, prediction_card, reference_of, require)
+                             load_project_model, prediction_card, require)
 
 #: Name endings that mark a label file rather than a case (``X_label.nii.gz`` is case ``X``).
 LABEL_ENDINGS = ("_label", "_labels", "_seg", "_mask", "_gt", "_pred", "_prediction")

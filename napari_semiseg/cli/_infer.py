@@ -139,13 +139,14 @@ def _failure(name: str, error: SemisegError) -> str:
 
 
 def _predict(net, card, volume, args, status: StatusLine, prefix: str):
-    from ..engine.inference import predict_volume
+    from ..workflows.predict import LoadedModel, PredictOptions, predict
 
     def progress(report) -> None:
         status.update(f"{prefix}: window {report.windows_done}/{report.windows_total}")
 
-    return predict_volume(net, volume, card, device=args.device, overlap=args.overlap, mc_samples=args.mc,
-                          largest_component=args.lcc, progress=progress)
+    options = PredictOptions(device=args.device, mc_samples=args.mc, largest_component=args.lcc,
+                             overlap=args.overlap)
+    return predict(LoadedModel(net, card, None), volume, options, progress)
 
 
 def _details(prediction, args) -> dict:
@@ -155,11 +156,13 @@ def _details(prediction, args) -> dict:
 
 def _predict_case(project, case_id: str, model_id: int, net, card, args, out: Path | None,
                   status: StatusLine, index: int, total: int) -> Outcome:
+    from ..workflows.predict import save_prediction
+
     prefix = f"[{index}/{total}] {case_id}"
     prediction = _predict(net, card, project.load_image(case_id), args, status, prefix)
-    version, soft = project.save_label_with_soft_label(
-        case_id, prediction.labels, "prediction", prediction.probabilities, model_id=model_id,
-        note=f"semiseg infer with model version {model_id}", details=_details(prediction, args))
+    version, soft = save_prediction(project, case_id, prediction, model_id,
+                                    note=f"semiseg infer with model version {model_id}",
+                                    details=_details(prediction, args))
     files = _write_files(out, case_id, prediction) if out is not None else ()
     outcome = Outcome(case_id, version.id, soft.id, version.foreground_voxels,
                       soft.summary.mean_entropy, prediction.seconds, files)

@@ -79,12 +79,14 @@ def failed_cases_line(failed) -> str:
 
 
 def run_pseudo_label(args: argparse.Namespace) -> int:
-    from ..engine.pseudo import (PseudoLabelCase, PseudoLabelFailure, PseudoLabelProgress,
-                                 PseudoLabelSummary, iter_pseudo_label)
+    from ..engine.pseudo import PseudoLabelCase, PseudoLabelFailure, PseudoLabelProgress, PseudoLabelSummary
+    from ..workflows.pseudo import PseudoLabelRequest, iter_pseudo_labels
 
+    request = PseudoLabelRequest(model_id=args.model, device=args.device, skip_done=False,
+                                 case_ids=None if args.cases is None else tuple(args.cases),
+                                 overlap=args.overlap, window_batch=args.window_batch)
     with open_project(args.project) as project:
-        run = iter_pseudo_label(project, args.model, args.cases, device=args.device,
-                                overlap=args.overlap, window_batch=args.window_batch)
+        run = iter_pseudo_labels(project, request)
         stored, summary = [], None
         try:
             for item in run:

@@ -1,0 +1,13 @@
+"""Workflows: what a user asks of the engine, the same whichever face asks it.
+
+``semiseg`` (cli/) and the napari panels (_napari/) collect input, build a request, call a
+workflow and render its progress and report; everything in between lives here, so the two
+faces cannot drift apart. No napari, Qt or argparse here.
+
+- ``train``: ``TrainRequest`` → ``plan_training`` (cases, card + the method's published recipe
+  + the user's settings) → ``open_run`` → the trainer (in this process or a child) →
+  ``close_run`` (model version registered, activated when validated); ``plan_resume``.
+- ``predict``: ``load_model_version`` (with the method's post-processing), ``iter_predict`` /
+  ``predict``, ``save_prediction``.
+- ``pseudo``: ``PseudoLabelRequest`` → ``cases_to_pseudo_label`` → ``iter_pseudo_labels``.
+"""
