@@ -29,14 +29,15 @@ Protocol (per N and seed):
 
 Settings:
 
-- ``cpu``: the ``cpu-small`` card on volumes downsampled 2× in-plane (as ``quality_la --setting
-  cpu``), M0 300 steps, K = 150, validation every 50 steps (M0: every 100), sliding windows at
-  overlap 0.25. Sized from the step costs measured on 2 cores (RESULTS §1: supervised 0.19 s,
-  the six methods 0.35–1.8 s, 6.2 s for one step of every fine-tuning run), about 15 s per
-  validation pass or evaluation over the 8 validation volumes, and PLC-KD's pseudo-labelling
-  of 72 volumes (about 2 minutes): about 26 minutes per seed, 80 minutes for N = 8, every
-  method, 3 seeds, on 2 idle cores (an estimate, not yet measured end to end); N = 4 is a
-  second command of the same size, and its table keeps the N = 8 rows.
+- ``cpu``: the ``cpu-small`` card on volumes downsampled by 2×2×2 blocks (1.25 mm isotropic;
+  ``quality_la --setting cpu-iso``), M0 600 steps, K = 150, validation every 50 steps (M0: every
+  200), sliding windows at overlap 0.25. Sized from the step costs measured on 2 cores (RESULTS
+  §1: supervised 0.19 s, the six methods 0.35–1.8 s, 6.2 s for one step of every fine-tuning
+  run), a validation pass over the 8 validation volumes in a few seconds, and PLC-KD's
+  pseudo-labelling of 72 volumes: about 26 minutes per seed, 80 minutes for N = 8, every
+  method, 3 seeds, on 2 idle cores; N = 4 is a second command of the same size, and its table
+  keeps the N = 8 rows. (Until 2026-12-04 this setting used 2× in-plane blocks and M0 300
+  steps: RESULTS §7 keeps that first table.)
 - ``gpu``: the ``la-vnet`` card at full resolution on CUDA, M0 600 steps, K = 300, validation
   every 100 steps (M0: every 200), one seed by default (``--seeds``), sliding windows at overlap
   0.625 instead of the papers' dense stride for every run (validation, evaluation, PLC-KD's
@@ -77,8 +78,11 @@ from .quality_la import (best_model_file, evaluate_run, finite_mean, run_seconds
 SETTINGS = {
     # Overlap 0.25 (cpu-small's grid until issue 17 raised it to 0.5 against seams in pictures):
     # 0.5 has 2.5× the windows on these volumes, and validation would no longer fit the 90 minutes.
-    "cpu": {"card": "cpu-small", "downsample": 2, "m0_iterations": 300, "iterations": 150, "validate_every": 50,
-            "seeds": 3, "device": "cpu", "inference_overlap": 0.25},
+    # 2×2×2 blocks (1.25 mm isotropic): a 32×48×48 patch then spans 40 mm in z, not 20, and supervised
+    # cpu-small gets room to learn from more labels (RESULTS §7: N = 8 ≈ 62 %, all 72 ≈ 69 % at 600
+    # steps, where 2× in-plane gave 50 % and 56 %).
+    "cpu": {"card": "cpu-small", "downsample": (2, 2, 2), "m0_iterations": 600, "iterations": 150,
+            "validate_every": 50, "seeds": 3, "device": "cpu", "inference_overlap": 0.25},
     # la-vnet's dense stride 4×18×18 made each validation pass over 8 volumes 14.5 s on an H200, more than
     # 300 steps of most methods: validation, evaluation and PLC-KD's teacher use overlap 0.625 instead
     # (5.5 s; RESULTS §2: 0.38 Dice points from the dense grid on CPU), the same for every run.
@@ -405,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--labeled", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--seeds", type=int, default=None, help="seeds 1337, 1338, ... (cpu default 3, gpu 1)")
-    parser.add_argument("--m0-iterations", type=int, default=None, help="M0's supervised steps (cpu 300, gpu 600)")
+    parser.add_argument("--m0-iterations", type=int, default=None, help="M0's supervised steps (cpu 600, gpu 600)")
     parser.add_argument("--iterations", type=int, default=None, help="fine-tuning steps K (cpu 150, gpu 300)")
     parser.add_argument("--validate-every", type=int, default=None,
                         help="fine-tuning validation interval (cpu 50, gpu 100)")
