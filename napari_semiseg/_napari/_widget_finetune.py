@@ -220,8 +220,9 @@ class FineTuneWidget(QWidget):
             ProjectError: a hyperparameter field holds no valid value.
         """
         card, method, iterations = self._card(), self.method_combo.currentText(), self.iterations_spin.value()
-        published = effective_recipe(card, method)
-        fitted = effective_recipe(card, method, iterations)
+        warm = self.start_from_combo.currentData() is not None
+        published = effective_recipe(card, method, warm_start=warm)
+        fitted = effective_recipe(card, method, iterations, warm_start=warm)
         shown = {"optimizer": self.optimizer_combo.currentText(),
                  "lr": parse_param(self.lr_edit.text(), 0.0, "learning rate"),
                  "validate_every": self.validate_spin.value()}
@@ -427,7 +428,8 @@ class FineTuneWidget(QWidget):
             self._recipe_shown = True
             self._show_method(card.training.method)  # a card comes with its default method
         try:
-            recipe = effective_recipe(card, self.method_combo.currentText())
+            recipe = effective_recipe(card, self.method_combo.currentText(),
+                                      warm_start=self.start_from_combo.currentData() is not None)
         except SemisegError as error:
             self._report_error(str(error))
             return

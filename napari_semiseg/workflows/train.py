@@ -7,7 +7,8 @@
   (``Method.recommended_training()``: optimiser, learning rate, schedule, iterations) unless the
   card is that method's own, then the user's settings; the user wins. Ramps counted in steps
   keep their share of the run (``Method.schedule_for``), which changes them only when the run
-  is shorter (or longer) than the published one.
+  is shorter (or longer) than the published one; a run that starts from a trained model drops
+  the consistency-weight ramps (its unsupervised terms weigh fully from the first step).
 - ``open_run`` gives the run its folder ``runs/train-<time>-<pid>`` and records the run (kind
   ``"train"``, the folder in its configuration); ``plan_resume`` continues a stopped run in its own folder
   (one folder, one event log, one curve per run) when that folder lies in the project, else in
@@ -124,8 +125,11 @@ class Recipe:
         return {**get_method(self.method).default_params(), **self.method_params}
 
 
-def effective_recipe(card, method: str | None = None, iterations: int | None = None) -> Recipe:
-    """The recipe a run of ``method`` with ``card`` gets (see the module docstring).
+def effective_recipe(card, method: str | None = None, iterations: int | None = None, *,
+                     warm_start: bool = False) -> Recipe:
+    """The recipe a run of ``method`` with ``card`` gets (see the module docstring); ``warm_start``:
+    the run starts from a trained model, so the consistency-weight ramps are dropped
+    (``Method.schedule_for``; docs/METHODS.md §8).
 
     Raises:
         SemisegError: an unknown method.
@@ -141,7 +145,7 @@ def effective_recipe(card, method: str | None = None, iterations: int | None = N
     settings.update(published)
     if iterations is not None:
         settings["iterations"] = int(iterations)
-    params = dict(method_class.schedule_for(settings["iterations"]))
+    params = dict(method_class.schedule_for(settings["iterations"], warm_start=warm_start))
     if own:
         params.update(card.training.method_params)
     return Recipe(method, settings, params, "method" if published else "card")
@@ -192,7 +196,7 @@ def plan_training(project, request: TrainRequest) -> TrainPlan:
     else:
         _require(parent is not None, "say which model card to train (e.g. cpu-small)")
         card = card_from_dict(parent.card, where=f"model version {parent.id}: card")
-    recipe = effective_recipe(card, request.method, request.iterations)
+    recipe = effective_recipe(card, request.method, request.iterations, warm_start=parent is not None)
     method_class = get_method(recipe.method)
     method_params = {**recipe.method_params, **request.method_params}
     method_class.make_params(method_params)  # a bad name or value stops here, before any work

@@ -85,3 +85,18 @@ def test_a_validation_case_without_a_reference_is_neither_trained_on_nor_validat
         project.set_split(unlabelled, "unlabelled")
     assert unlabelled not in choice.validation + choice.unlabeled + choice.labeled
     assert choice.labeled == list(LABELLED)
+
+
+def test_a_fine_tune_from_a_model_weighs_the_consistency_fully_from_its_first_step(project, tmp_path):
+    """From a trained model (the product's loop) the consistency-weight ramp is dropped; from a
+    fresh network it is fitted to the run (docs/METHODS.md §8)."""
+    from napari_panel_support import register_model
+    from napari_semiseg.engine.cards import load_card
+    parent = register_model(project, tmp_path, card=load_card("cpu-small"), activate=False)
+    fresh = cli_plan(project, "--card", "cpu-small", "--method", "mean-teacher", "--iterations", 150)
+    warm = cli_plan(project, "--method", "mean-teacher", "--iterations", 150, "--init-from", parent.id)
+    published = get_method("mean-teacher").default_params()["consistency_rampup"]
+    assert fresh.config.method_params.get("consistency_rampup", published) == published == 40, "from scratch"
+    assert warm.config.method_params["consistency_rampup"] == 0
+    assert warm.config.method_params["rampup_period"] == fresh.config.method_params["rampup_period"] == 4
+    assert warm.overrides == {"iterations": 150}, "the dropped ramp is the recipe's, not the user's"
