@@ -1,6 +1,6 @@
 """A model predicts the way its method was published: SS-Net keeps the largest component."""
 
-from napari_semiseg.engine._model_store import with_method_postprocessing
+from napari_semiseg.engine.methods import with_method_postprocessing
 from napari_semiseg.engine.cards import load_card
 
 

@@ -7,12 +7,11 @@ copied into the project by ``register_model``; the trainer's ``load_model`` read
 
 from __future__ import annotations
 
-import dataclasses
-
 from torch import nn
 
 from ..errors import ProjectError
 from .cards import ModelCard
+from .methods import with_method_postprocessing
 
 
 def resolve_model_id(project, model_id: int | None) -> int:
@@ -55,27 +54,4 @@ def load_model_version(project, model_id: int | None = None, *, device="cpu"
     return trained.network, with_method_postprocessing(trained.card, model.method, model.config)
 
 
-def with_method_postprocessing(card: ModelCard, method: str | None, config: dict | None) -> ModelCard:
-    """The card whose inference settings follow the method the model was trained with.
-
-    SS-Net's published numbers keep the largest connected component at test time; a model
-    trained with it predicts that way unless the caller asks otherwise (``largest_component``
-    passed to inference still wins). The run's own ``largest_component`` hyperparameter, when
-    recorded, beats the method's default.
-    """
-    if not method:
-        return card
-    from .methods import get_method  # registry import: only when a model is loaded
-    from ..errors import SemisegError
-    try:
-        default = bool(getattr(get_method(method), "postprocess_largest_component", False))
-    except SemisegError:
-        return card
-    params = (config or {}).get("method_params") or {}
-    wanted = bool(params.get("largest_component", default))
-    if wanted == card.inference.largest_component:
-        return card
-    return card.replace(inference=dataclasses.replace(card.inference, largest_component=wanted))
-
-
-__all__ = ["load_model_version", "resolve_model_id", "with_method_postprocessing"]
+__all__ = ["load_model_version", "resolve_model_id"]

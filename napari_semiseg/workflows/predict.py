@@ -8,12 +8,11 @@ predict through ``iter_predict`` / ``predict`` and keep the result with ``save_p
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ProjectError, SemisegError
+from ..errors import ProjectError
 
 
 @dataclass(frozen=True)
@@ -53,46 +52,18 @@ def load_model_version(project_or_model, model_id: int | None = None, *, device:
         TrainingError: the weights file is missing, unsafe, differs from the SHA-256 recorded
             when the version was registered, or does not fit its network.
     """
+    from ..engine.methods import with_method_postprocessing
     from ..engine.training import load_model
 
     model = project_or_model if hasattr(project_or_model, "checkpoint_path") else resolve_model(project_or_model,
                                                                                                   model_id)
     trained = load_model(model.checkpoint_path, device=device, expected_sha256=model.sha256)
-    return LoadedModel(trained.network, method_postprocessing(trained.card, model.method, model.config), model)
-
-
-def method_postprocessing(card, method: str | None, config: dict | None):
-    """The card whose inference settings follow the method the model was trained with.
-
-    SS-Net's published numbers keep the largest connected component at test time; a model
-    trained with it predicts that way unless the run's own ``largest_component``
-    hyperparameter says otherwise (``largest_component`` passed to inference still wins).
-    """
-    wanted = keeps_largest_component(card.inference.largest_component, method, config)
-    if wanted == card.inference.largest_component:
-        return card
-    return card.replace(inference=dataclasses.replace(card.inference, largest_component=wanted))
-
-
-def keeps_largest_component(card_default: bool, method: str | None, config: dict | None) -> bool:
-    """Whether a model predicts with the largest connected component only (see ``method_postprocessing``).
-
-    Args:
-        card_default: the card's ``inference.largest_component``.
-        method, config: the model version's method and recorded run configuration.
-    """
-    if not method:
-        return bool(card_default)
-    from ..engine.methods import get_method
-    try:
-        default = bool(getattr(get_method(method), "postprocess_largest_component", False))
-    except SemisegError:  # a method this installation does not know: the card as trained
-        return bool(card_default)
-    return bool(((config or {}).get("method_params") or {}).get("largest_component", default))
+    return LoadedModel(trained.network, with_method_postprocessing(trained.card, model.method, model.config), model)
 
 
 def model_keeps_largest_component(model) -> bool:
-    """``keeps_largest_component`` of a ``ModelVersion`` (what a form shows before predicting)."""
+    """``engine.methods.keeps_largest_component`` of a ``ModelVersion`` (what a form shows before predicting)."""
+    from ..engine.methods import keeps_largest_component
     inference = (model.card or {}).get("inference") or {}
     return keeps_largest_component(bool(inference.get("largest_component", False)), model.method, model.config)
 
@@ -157,6 +128,5 @@ def save_prediction(project, case_id: str, prediction, model_id: int | None, *, 
                                               model_id=model_id, author=author, note=note, **extra)
 
 
-__all__ = ["LoadedModel", "PredictOptions", "iter_predict", "keeps_largest_component", "load_model_version",
-           "method_postprocessing", "model_keeps_largest_component", "predict",
+__all__ = ["LoadedModel", "PredictOptions", "iter_predict", "load_model_version", "model_keeps_largest_component", "predict",
            "resolve_model", "save_prediction"]

@@ -16,6 +16,7 @@ from ._losses import (DICE_KINDS, binary_dice_loss, dice_and_cross_entropy, fore
                       multiclass_dice_loss, squared_dice_loss)
 from ._ramps import sigmoid_rampup
 from ._registry import create_method, get_method, list_methods, register_method
+from ._postprocessing import keeps_largest_component, with_method_postprocessing
 from .supervised import Supervised, SupervisedParams
 # Importing a method module registers it: the trainer's child process, the CLI and the GUI
 # all find every method through this package.
@@ -31,5 +32,6 @@ __all__ = [
     "UncertaintyMeanTeacher", "UncertaintyMeanTeacherParams", "CrossMatchParams", "DICE_KINDS", "DualBranchKD", "DualBranchKDParams", "PLCKD", "PLCKDParams", "Method", "MethodError", "NetworkFactory", "NoParams", "StepInfo", "Supervised",
     "SupervisedParams", "binary_dice_loss", "create_method", "default_network_factory",
     "dice_and_cross_entropy", "foreground_dice_loss", "get_method", "list_methods", "multiclass_dice_loss",
-    "register_method", "sigmoid_rampup", "squared_dice_loss", "plc_kd_params",
+    "register_method", "sigmoid_rampup", "squared_dice_loss", "plc_kd_params", "keeps_largest_component",
+    "with_method_postprocessing",
 ]
