@@ -183,7 +183,10 @@ def test_infer_file_writes_label_soft_label_uncertainty_on_the_source_grid(train
         assert volume.geometry.matches(source.geometry)
     assert set(np.unique(hard.array)) <= {0, 1}
     assert soft.array.dtype == np.float32 and 0.0 <= soft.array.min() and soft.array.max() <= 1.0
-    np.testing.assert_array_equal(hard.array == 1, soft.array > 0.5)
+    # The label is the argmax of the probabilities whose foreground share is the soft label; at
+    # p ≈ 0.5 float32 rounding (p0 + p1 ≠ 1 after blending and resampling) may tip either way.
+    decided = np.abs(soft.array - 0.5) > 1e-5
+    np.testing.assert_array_equal((hard.array == 1)[decided], (soft.array > 0.5)[decided])
     assert 0.0 <= uncertainty.array.min() and uncertainty.array.max() <= 1.0
 
 

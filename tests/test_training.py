@@ -15,7 +15,7 @@ from napari_semiseg.engine.methods import (Method, MethodError, dice_and_cross_e
                                            sigmoid_rampup)
 from napari_semiseg.engine.training import (CHECKPOINT_FILE, EVENT_FIELDS, EVENTS_FILE, MODEL_FILE, STOP_FILE,
                                             CaseSource, TrainConfig, TrainingData, TrainingError, load_checkpoint,
-                                            load_model, read_events, train)
+                                            learning_rate, load_model, read_events, train)
 from test_training_support import (array_data, assert_same_weights, box_case, tiny_card, tiny_config, weights,
                                    weights_differ)
 
@@ -269,6 +269,25 @@ def test_the_config_round_trips_through_json_and_takes_the_card_recipe(tmp_path)
         TrainConfig.from_dict({**config.to_dict(), "learning_rate": 1})
     with pytest.raises(TrainingError, match="schedule must be one of"):
         TrainConfig.from_card(card, tmp_path, schedule="cosine")
+
+
+def test_the_run_s_recipe_is_the_card_s_training_spec_and_files_keep_the_flat_form(tmp_path):
+    """One source of truth: a run's recipe is a ``TrainingSpec`` (a card's ``training``) with the
+    run's changes; the JSON keeps the recipe at the top level, so files of earlier releases read."""
+    import dataclasses
+    card = tiny_card()
+    card = card.replace(training=dataclasses.replace(card.training, schedule="poly", poly_power=2.0))
+    config = TrainConfig.from_card(card, tmp_path, lr=0.5, device="cpu")
+    assert config.recipe == dataclasses.replace(card.training, lr=0.5)
+    assert learning_rate(config, config.iterations // 2) == pytest.approx(0.5 * 0.5 ** 2.0), "the card's poly_power"
+    flat = config.to_dict()
+    assert "recipe" not in flat and flat["lr"] == 0.5 and flat["poly_power"] == 2.0
+    flat.pop("poly_power")  # a file from before poly_power was a card field
+    assert TrainConfig.from_dict(flat).recipe.poly_power == 0.9
+    resumed = config.replace(iterations=7, resume_from="x.pt")
+    assert (resumed.iterations, resumed.resume_from, resumed.lr) == (7, "x.pt", 0.5)
+    with pytest.raises(TrainingError, match="iterations must be ≥ 1"):
+        config.replace(iterations=0)
 
 
 def test_unknown_methods_and_hyperparameters_are_named(tmp_path):

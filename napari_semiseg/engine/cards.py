@@ -158,10 +158,10 @@ class TrainingSpec:
         batch_labeled, batch_unlabeled: the two halves of each batch.
         optimizer: ``"sgd"`` or ``"adamw"``.
         lr, momentum, weight_decay: optimiser settings.
-        schedule: ``"step"`` (lr·gamma^⌊t/step_size⌋), ``"poly"`` (lr·(1−t/horizon)^0.9)
-            or ``"constant"``.
+        schedule: ``"step"`` (lr·gamma^⌊t/step_size⌋), ``"poly"``
+            (lr·(1 − t/horizon)^poly_power) or ``"constant"``; t is the 0-based step.
         step_size, gamma: for ``"step"``.
-        poly_horizon: for ``"poly"``; None means ``iterations``.
+        poly_horizon, poly_power: for ``"poly"``; a horizon of None means ``iterations``.
         validate_every, checkpoint_every: in iterations.
         seed: random seed.
         precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on the CPU), ``"bf16"`` or ``"fp32"``.
@@ -180,6 +180,7 @@ class TrainingSpec:
     step_size: int = 2500
     gamma: float = 0.1
     poly_horizon: int | None = None
+    poly_power: float = 0.9
     validate_every: int = 200
     checkpoint_every: int = 500
     seed: int = 1337

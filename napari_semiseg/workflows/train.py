@@ -276,8 +276,8 @@ def plan_resume(project, target: int | str, *, iterations: int | None = None, de
     device = device or config.device
     check_device(device)
     own = checkpoint_path.parent if checkpoint_path.is_relative_to(project.root / "runs") else PENDING_FOLDER
-    config = dataclasses.replace(config, resume_from=str(checkpoint_path), iterations=total, device=device,
-                                 output_dir=str(own), precision=precision or config.precision)
+    config = config.replace(resume_from=str(checkpoint_path), iterations=total, device=device,
+                            output_dir=str(own), precision=precision or config.precision)
     earlier = {} if previous is None else dict(previous.config.get("overrides") or {})
     overrides = {**earlier, **({"iterations": iterations} if iterations else {})}
     record = {"resumed_run": None if previous is None else previous.id,

@@ -77,9 +77,12 @@ VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
 VARIANT_ITERATIONS = {"head2025": 14000, "paper2024": 9000}
 
 
-@dataclass
-class CrossMatchParams:
+@dataclass(frozen=True)
+class CrossMatchParams(StrongAugmentation):
     """CrossMatch's hyperparameters; defaults from the official code at HEAD (Dec 2025).
+
+    The strong views' fields (``bias_gamma_probability`` … ``blur_max_std``) are
+    ``StrongAugmentation``'s, declared there once; a run's parameters stay one flat mapping.
 
     Parameters left at None follow ``variant`` (see the module docstring's table); a model
     version records the resolved values.
@@ -107,10 +110,7 @@ class CrossMatchParams:
             ``"within-patch"`` (the paper text's box, anywhere inside the patch); see
             ``_cutmix``. The earlier names ``"bug-compatible"`` and ``"correct"`` are accepted
             and recorded under the current ones.
-        bias_gamma_probability, blur_probability: of the strong views' operations (0.8, 0.5).
-        bias_order, bias_coefficient: polynomial degree and coefficient range of the bias field.
-        log_gamma: log γ range ±0.5.
-        blur_min_std, blur_max_std: Gaussian std range in voxels (0.1, 2).
+        (the strong views' operations: see ``StrongAugmentation``.)
     """
 
     variant: str = "head2025"
@@ -128,13 +128,6 @@ class CrossMatchParams:
     cutmix_max_volume: float = 0.4
     cutmix_min_ratio: float = 0.3
     cutmix_box: str = "official"
-    bias_gamma_probability: float = 0.8
-    blur_probability: float = 0.5
-    bias_order: int = 3
-    bias_coefficient: float = 0.5
-    log_gamma: float = 0.5
-    blur_min_std: float = 0.1
-    blur_max_std: float = 2.0
 
 
 def resolve_params(params: CrossMatchParams) -> CrossMatchParams:
@@ -169,8 +162,7 @@ class CrossMatch(Method):
         self.settings = resolve_params(self.params)
         s = self.settings
         self.strong_augmentation = StrongAugmentation(
-            s.bias_gamma_probability, s.blur_probability, s.bias_order, s.bias_coefficient, s.log_gamma,
-            s.blur_min_std, s.blur_max_std)
+            **{f.name: getattr(s, f.name) for f in dataclasses.fields(StrongAugmentation)})
         self.cutmix = CutMixSettings(s.cutmix_probability, s.cutmix_min_volume, s.cutmix_max_volume,
                                      s.cutmix_min_ratio, s.cutmix_box)
 

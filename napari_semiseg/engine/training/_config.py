@@ -20,30 +20,30 @@ from ...io import atomic_write_bytes
 from .._field_types import check_field_types
 from ..data import CaseSpec, DataSpec
 from ..cards import (MAX_BATCH, MAX_ITERATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, SEED_LIMIT, ModelCard,
-                     card_from_dict)
+                     TrainingSpec, card_from_dict)
 
 CONFIG_FILE = "config.json"
 
 
+#: The recipe's fields: the card's ``TrainingSpec`` (engine/cards.py), declared there once.
+RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingSpec))
+
+
 @dataclass
 class TrainConfig:
-    """Everything a run needs; see ``from_card`` for the usual way to make one.
+    """Everything a run needs: the card's recipe, as chosen for this run, and how the run is done.
+
+    ``from_card`` is the usual way to make one. The recipe (method and its hyperparameters,
+    iterations, batch halves, optimiser, schedule, validation and checkpoint intervals, seed,
+    precision) is a ``TrainingSpec``, the type of a card's ``training`` section, documented
+    there; its fields read as the config's own (``config.lr``), and the JSON file keeps them at
+    its top level, as every earlier release wrote them. ``replace`` changes any field.
 
     Attributes:
         card: the model card (network, patch, preprocessing).
         output_dir: the run folder (events, checkpoints, the final model).
-        method: registered method name; ``method_params`` overrides its defaults.
-        iterations: optimiser steps in total (a resumed run continues up to it).
-        batch_labeled, batch_unlabeled: the two halves of each batch (per process).
-        optimizer: ``"sgd"`` (momentum, weight decay) or ``"adamw"`` (weight decay).
-        lr, momentum, weight_decay: optimiser settings.
-        schedule: ``"step"`` (lr·gamma^⌊t/step_size⌋), ``"poly"``
-            (lr·(1 − t/horizon)^poly_power, horizon = ``poly_horizon`` or ``iterations``) or
-            ``"constant"``; t is the 0-based step.
-        seed: seeds network initialisation, sampling, augmentation and dropout.
+        recipe: the run's ``TrainingSpec``; its ``method_params`` override the method's defaults.
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
-        validate_every: validation Dice every N steps (and after the last); 0 = never.
-        checkpoint_every: a resumable checkpoint every N steps (and at stop and end); 0 = only then.
         resume_from: a checkpoint to continue from (weights, optimiser, step, RNG states).
         num_workers: data-loading processes (0 = in the training process); each holds its
             own cache of ``cache_volumes`` volumes. None: 0 on the CPU; on CUDA one per two
@@ -52,7 +52,6 @@ class TrainConfig:
             on disk. Memory ≈ cache_volumes × the largest preprocessed volume (float32).
         deterministic: deterministic algorithms (bitwise-repeatable on CPU; slower on CUDA).
             None: True on the CPU, False on CUDA (then ``cudnn.benchmark`` picks kernels).
-        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on the CPU), ``"bf16"``, ``"fp32"``.
         channels_last: networks and inputs in ``channels_last_3d``; None: on CUDA only.
         compile: ``torch.compile`` the trainable networks (CUDA only; off by default: it
             costs start-up time and pays only where ``benchmarks/gpu_check.py`` says so).
@@ -66,29 +65,12 @@ class TrainConfig:
 
     card: ModelCard
     output_dir: str
-    method: str = "supervised"
-    method_params: dict[str, Any] = field(default_factory=dict)
-    iterations: int = 6000
-    batch_labeled: int = 2
-    batch_unlabeled: int = 2
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "step"
-    step_size: int = 2500
-    gamma: float = 0.1
-    poly_horizon: int | None = None
-    poly_power: float = 0.9
-    seed: int = 1337
+    recipe: TrainingSpec = field(default_factory=TrainingSpec)
     device: str = "auto"
-    validate_every: int = 200
-    checkpoint_every: int = 500
     resume_from: str | None = None
     num_workers: int | None = None
     cache_volumes: int = 8
     deterministic: bool | None = None
-    precision: str = "auto"
     channels_last: bool | None = None
     compile: bool = False
     data: DataSpec | None = None
@@ -96,22 +78,36 @@ class TrainConfig:
     init_from: str | None = None
     log_every: int = 1
 
+    def __getattr__(self, name: str) -> Any:
+        """A recipe field read as the config's own (called only when ``name`` is not one)."""
+        recipe = self.__dict__.get("recipe")  # absent while unpickling: no recursion
+        if recipe is not None and name in RECIPE_FIELDS:
+            return getattr(recipe, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @classmethod
     def from_card(cls, card: ModelCard, output_dir: str | Path, **overrides) -> "TrainConfig":
-        """A config with the card's training recipe, then ``overrides`` (any field).
+        """A config with the card's training recipe, then ``overrides`` (any field, recipe or run).
 
         The card's ``method_params`` apply only when the method is the card's default one.
         """
-        recipe = card.training
-        method = overrides.get("method", recipe.method)
-        # Every recipe field of the card is a field of the config, under the same name.
-        values = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
-        values.update(method=method, method_params=dict(recipe.method_params) if method == recipe.method else {})
-        values.update(overrides)
-        # Overrides come from a command line (--param lr=fast) or a form: same checks as a file's.
-        values = check_field_types(cls, values, where=f"training configuration for {output_dir}",
-                                   error=TrainingError)
-        config = cls(card=card, output_dir=str(output_dir), **values)
+        method = overrides.get("method", card.training.method)
+        base = dataclasses.replace(card.training, method=method,
+                                   method_params=dict(card.training.method_params)
+                                   if method == card.training.method else {})
+        return cls(card=card, output_dir=str(output_dir), recipe=base).replace(**overrides)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with ``changes`` (recipe and run fields alike), type-checked as a file's values
+        (they come from a command line or a form) and checked as a whole."""
+        where = f"training configuration for {changes.get('output_dir', self.output_dir)}"
+        recipe = {key: changes.pop(key) for key in list(changes) if key in RECIPE_FIELDS}
+        recipe = check_field_types(TrainingSpec, recipe, where=where, error=TrainingError)
+        changes = check_field_types(type(self), changes, where=where, error=TrainingError)
+        try:
+            config = dataclasses.replace(self, recipe=dataclasses.replace(self.recipe, **recipe), **changes)
+        except TypeError as exc:  # a name that is no field
+            raise TrainingError(f"{where}: {exc}") from None
         config.check()
         return config
 
@@ -158,11 +154,12 @@ class TrainConfig:
         return Path(self.output_dir)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data; ``from_dict`` rebuilds an equal config."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Plain JSON data, the recipe's fields at the top level; ``from_dict`` rebuilds an equal config."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recipe"}
+        data.update({name: getattr(self.recipe, name) for name in RECIPE_FIELDS})
         data["card"] = self.card.to_dict()
         data["data"] = None if self.data is None else self.data.to_dict()
-        data["method_params"] = dict(self.method_params)
+        data["method_params"] = dict(self.recipe.method_params)
         return data
 
     @classmethod
@@ -172,18 +169,20 @@ class TrainConfig:
             raise TrainingError(f"{where}: a training configuration must be a mapping")
         data = dict(data)
         _refuse_named_code(data, where)
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls) if f.name != "recipe"} | set(RECIPE_FIELDS)
         unknown = set(data) - names
         if unknown:
             raise TrainingError(f"{where}: unknown key(s) {sorted(unknown)}")
         if "card" not in data or "output_dir" not in data:
             raise TrainingError(f"{where}: needs at least 'card' and 'output_dir'")
+        recipe = check_field_types(TrainingSpec, {k: data.pop(k) for k in list(data) if k in RECIPE_FIELDS},
+                                   where=where, error=TrainingError)
         data = check_field_types(cls, data, where=where, error=TrainingError)
         data["card"] = card_from_dict(data["card"], where=f"{where}: card")
         if data.get("data") is not None:
             data["data"] = DataSpec.from_dict(data["data"], where=f"{where}: data")
         try:
-            config = cls(**data)
+            config = cls(recipe=TrainingSpec(**recipe), **data)
         except TypeError as exc:
             raise TrainingError(f"{where}: {exc}") from None
         config.check()
@@ -229,4 +228,4 @@ def _refuse_named_code(data: dict[str, Any], where: str) -> None:
                             "network comes only from a registered name in the card's 'network'")
 
 
-__all__ = ["CONFIG_FILE", "CaseSpec", "DataSpec", "TrainConfig", "TrainingError"]
+__all__ = ["CONFIG_FILE", "CaseSpec", "DataSpec", "RECIPE_FIELDS", "TrainConfig", "TrainingError"]
