@@ -342,7 +342,7 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
         methods: Sequence[str] = DEFAULT_METHODS, seeds: int | None = None, m0_iterations: int | None = None,
         iterations: int | None = None, validate_every: int | None = None, eval_root: str | None = None,
         eval_list: str | None = None, device: str | None = None, ramps: str = "warm", force: bool = False,
-        out: Path | None = None, max_cases: int | None = None) -> list[dict]:
+        out: Path | None = None, max_cases: int | None = None, first_seed: int = FIRST_SEED) -> list[dict]:
     """Train and evaluate every (N, seed) group of runs; returns the summary rows.
 
     ``max_cases`` keeps only the first cases of the list plus the validation split (smoke tests).
@@ -357,7 +357,7 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
     m0_iterations = m0_iterations or settings["m0_iterations"]
     iterations = iterations or settings["iterations"]
     validate_every = validate_every or settings["validate_every"]
-    seed_list = [FIRST_SEED + index for index in range(seeds or settings["seeds"])]
+    seed_list = [first_seed + index for index in range(seeds or settings["seeds"])]
     cases = la_list(shared_data)
     if max_cases:
         cases = cases[:max_cases - VALIDATION_CASES] + cases[-VALIDATION_CASES:]
@@ -409,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--labeled", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--seeds", type=int, default=None, help="seeds 1337, 1338, ... (cpu default 3, gpu 1)")
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED,
+                        help="the first of the seeds (to run seeds side by side, one per command and results folder)")
     parser.add_argument("--m0-iterations", type=int, default=None, help="M0's supervised steps (cpu 600, gpu 600)")
     parser.add_argument("--iterations", type=int, default=None, help="fine-tuning steps K (cpu 150, gpu 300)")
     parser.add_argument("--validate-every", type=int, default=None,
@@ -425,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     set_threads(args.threads)
     run(args.shared_data, setting=args.setting, labeled=args.labeled, methods=args.methods, seeds=args.seeds,
         m0_iterations=args.m0_iterations, iterations=args.iterations, validate_every=args.validate_every,
-        eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, ramps=args.ramps, force=args.force)
+        eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, ramps=args.ramps, force=args.force,
+        first_seed=args.first_seed)
 
 
 if __name__ == "__main__":
