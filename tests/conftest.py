@@ -6,9 +6,14 @@ present (``--shared-data``) and the tests that need them skip cleanly elsewhere.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# The suite mirrors the package (tests/io, tests/project, tests/engine/..., tests/cli, ...); the
+# helpers every part shares live in tests/support and are imported by name (data_factory, ...).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 
 def pytest_addoption(parser):

@@ -1,0 +1,66 @@
+"""Running ``semiseg`` as a user does (a real subprocess of this checkout), and a tiny LA-style
+project to run it on: four 24×48×48 h5 volumes, an ellipsoid label each."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_factory import write_la_h5
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+SHAPE = (24, 48, 48)
+CASES = ("case0", "case1", "case2", "case3")
+
+
+def cli_environment() -> dict:
+    """This process's environment for a ``semiseg`` child: this checkout first, no default project."""
+    env = {k: v for k, v in os.environ.items() if k != "SEMISEG_PROJECT"}
+    env["PYTHONPATH"] = str(REPOSITORY)
+    return env
+
+
+def semiseg(*args, timeout: float = 600):
+    return subprocess.run([sys.executable, "-m", "napari_semiseg.cli", *map(str, args)],
+                          capture_output=True, text=True, env=cli_environment(), timeout=timeout)
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def blob(index: int) -> np.ndarray:
+    """An ellipsoid label (z, y, x) a little different in each case."""
+    z, y, x = np.mgrid[:SHAPE[0], :SHAPE[1], :SHAPE[2]]
+    centre, radius = (12, 22 + index, 25 - index), 7 + index
+    return ((((z - centre[0]) * 1.5) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
+            < radius ** 2).astype(np.uint8)
+
+
+def image_of(label: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (2.0 * label + rng.normal(0.0, 0.7, label.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def la_root(tmp_path_factory) -> Path:
+    """The LA layout: ROOT/<ID>/mri_norm2.h5 (image and label) and ROOT/train.list."""
+    root = tmp_path_factory.mktemp("la")
+    for index, case_id in enumerate(CASES):
+        (root / case_id).mkdir()
+        label = blob(index)
+        write_la_h5(root / case_id / "mri_norm2.h5", image_of(label, index), label)
+    (root / "train.list").write_text("\n".join(CASES) + "\n")
+    return root
+
+
+def new_project(folder: Path, la_root: Path) -> Path:
+    ok(semiseg("init", folder))
+    ok(semiseg("import", folder, "--la-h5", la_root, "--list", la_root / "train.list", "--labeled", 3))
+    return folder
