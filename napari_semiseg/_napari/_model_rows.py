@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..workflows.models import card_name
+
 MODEL_COLUMNS = ("Model", "Card", "Method", "Parent", "Val. Dice", "Iterations", "Status", "Active")
 
 
@@ -35,7 +37,7 @@ class ModelRow:
     def of(cls, model) -> "ModelRow":
         metrics = model.metrics or {}
         dice = metrics.get("validation_dice")
-        return cls(model.id, str(model.card.get("name", model.name)), model.method, model.parent_id,
+        return cls(model.id, card_name(model), model.method, model.parent_id,
                    None if dice is None else float(dice), metrics.get("iterations"),
                    str(metrics.get("status", "—")), bool(model.active))
 

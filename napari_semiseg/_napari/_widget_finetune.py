@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox
                             QVBoxLayout, QWidget)
 
 from ..errors import ProjectError, SemisegError
+from ..workflows.models import trained_with_network
 from ..workflows.train import TrainRequest, effective_recipe
 from ._finetune_job import CasePools, FineTuneRun, format_param, parse_param
 from ._model_rows import describe_model
@@ -411,8 +412,8 @@ class FineTuneWidget(QWidget):
         self.start_from_combo.clear()
         self.start_from_combo.addItem(FRESH, None)
         models = self.session.project.models() if self.session.has_project else []
-        network = self._card().to_dict()["network"]
-        compatible = [m for m in reversed(models) if m.card.get("network") == network]
+        card = self._card()
+        compatible = [m for m in reversed(models) if trained_with_network(m, card)]
         for model in compatible:
             self.start_from_combo.addItem(describe_model(model) + (" (active)" if model.active else ""), model.id)
         if self._start_from_picked and self.start_from_combo.findData(chosen) >= 0:

@@ -296,17 +296,22 @@ class PredictWidget(QWidget):
     def _apply_card_defaults(self) -> None:
         """Show the chosen model's settings: its card's grid and overlap, and the component rule
         of its method's post-processing (SS-Net keeps the largest component, as semiseg infer does)."""
+        from ..workflows.models import card_of
         from ..workflows.predict import model_keeps_largest_component
 
         model = self._chosen_model()
         if model is None:
             self._update_enabled()
             return
-        inference = model.card.get("inference", {})
-        has_stride = inference.get("stride") is not None
+        try:
+            inference = card_of(model).inference
+        except SemisegError as error:
+            self._report_error(str(error))
+            return
+        has_stride = inference.stride is not None
         self.paper_grid_check.setEnabled(has_stride)
         self.paper_grid_check.setChecked(has_stride)
-        self.overlap_spin.setValue(float(inference.get("overlap", 0.5)))
+        self.overlap_spin.setValue(float(inference.overlap))
         self.largest_check.setChecked(model_keeps_largest_component(model))
         self._update_enabled()
 

@@ -9,5 +9,6 @@ faces cannot drift apart. No napari, Qt or argparse here.
   ``close_run`` (model version registered, activated when validated); ``plan_resume``.
 - ``predict``: ``load_model_version`` (with the method's post-processing), ``iter_predict`` /
   ``predict``, ``save_prediction``.
+- ``models``: a model version's card as a ``ModelCard`` (``card_of``).
 - ``pseudo``: ``PseudoLabelRequest`` → ``cases_to_pseudo_label`` → ``iter_pseudo_labels``.
 """

@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ProjectError
+from ..errors import ProjectError, SemisegError
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,12 @@ def load_model_version(project_or_model, model_id: int | None = None, *, device:
 def model_keeps_largest_component(model) -> bool:
     """``engine.methods.keeps_largest_component`` of a ``ModelVersion`` (what a form shows before predicting)."""
     from ..engine.methods import keeps_largest_component
-    inference = (model.card or {}).get("inference") or {}
-    return keeps_largest_component(bool(inference.get("largest_component", False)), model.method, model.config)
+    from .models import card_of
+    try:
+        card_default = card_of(model).inference.largest_component
+    except SemisegError:  # an unreadable stored card: the method's rule alone
+        card_default = False
+    return keeps_largest_component(card_default, model.method, model.config)
 
 
 @dataclass(frozen=True)

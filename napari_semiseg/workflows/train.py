@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from ..errors import ProjectError, SemisegError
 from .cases import CaseChoice, choose_cases, data_spec
+from .models import card_name, card_of, trained_with_network
 
 #: The kind of a training run's record.
 TRAIN_RUN_KIND = "train"
@@ -185,7 +186,7 @@ def plan_training(project, request: TrainRequest) -> TrainPlan:
         SemisegError: an unknown card, method, case or model; a setting or hyperparameter the
             run cannot take; no labelled case; a parent trained with another network.
     """
-    from ..engine.cards import card_from_dict, load_card
+    from ..engine.cards import load_card
     from ..engine.methods import get_method
     from ..engine.training import TrainConfig
 
@@ -195,7 +196,7 @@ def plan_training(project, request: TrainRequest) -> TrainPlan:
         card = load_card(request.card)
     else:
         _require(parent is not None, "say which model card to train (e.g. cpu-small)")
-        card = card_from_dict(parent.card, where=f"model version {parent.id}: card")
+        card = card_of(parent)
     recipe = effective_recipe(card, request.method, request.iterations, warm_start=parent is not None)
     method_class = get_method(recipe.method)
     method_params = {**recipe.method_params, **request.method_params}
@@ -203,8 +204,8 @@ def plan_training(project, request: TrainRequest) -> TrainPlan:
     check_device(request.device)
     extra: dict[str, Any] = {}
     if parent is not None:
-        _require(parent.card.get("network") == card.to_dict()["network"],
-                 f"model {parent.id} was trained with card {parent.card.get('name')!r}, whose network differs "
+        _require(trained_with_network(parent, card),
+                 f"model {parent.id} was trained with card {card_name(parent)!r}, whose network differs "
                  f"from card {card.name!r}'s; choose that card or start from a fresh network")
         extra.update(init_from=str(parent.checkpoint_path), parent_model_id=parent.id)
     choice = choose_cases(project, request, method_class.uses_unlabeled)
