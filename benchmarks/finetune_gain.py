@@ -379,20 +379,32 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
                     per_run.append(run_row(n, seed, name, split, rows, run_dir))
             write_csv(out / "per_case.csv", per_case)
             write_csv(out / "per_run.csv", per_run)
+    return write_report(per_run, out, setting=setting, ramps=ramps)
+
+
+def write_report(per_run: list[dict], out: Path, *, setting: str, ramps: str) -> list[dict]:
+    """The tables, curves and loss shares of every run in ``per_run`` (their folders under ``out``),
+    written to ``out``; returns the summary rows. ``--report-only`` calls this alone, so seeds run
+    side by side (``--first-seed``, one folder each) are reported together once their folders and
+    ``per_run.csv`` rows are gathered under one ``out``."""
+    settings = SETTINGS[setting]
     summary = summarise(per_run)
     write_csv(out / "summary.csv", summary)
+    m0_iterations = next((r["iterations"] for r in per_run if r["run"] == M0), settings["m0_iterations"])
+    iterations = next((r["iterations"] for r in per_run if r["run"] not in (M0,)), settings["iterations"])
     plot_curves(mean_curves(per_run, out), m0_iterations, out / "validation_dice.png")
     losses = loss_rows(per_run, out)
     write_csv(out / "losses.csv", losses)
     shares = loss_shares(losses)
     write_csv(out / "loss_shares.csv", shares)
+    seeds = sorted({r["seed"] for r in per_run})
     lines = [f"## LA fine-tune gain, setting {setting}", "",
              f"M0: supervised, {m0_iterations} steps; then {iterations} steps from M0 of the control (supervised, "
-             f"same N labels) and of each method (+ {len(cases) - VALIDATION_CASES} − N unlabelled volumes); "
-             f"card {settings['card']}, seeds {seed_list}, best-validation weights kept; consistency-weight "
+             f"same N labels) and of each method (+ the other training volumes, unlabelled); "
+             f"card {settings['card']}, seeds {seeds}, best-validation weights kept; consistency-weight "
              f"ramps {'dropped (warm start)' if ramps == 'warm' else 'fitted to the fine-tune'}.", "",
              f"Machine: {describe_machine()}", ""]
-    for split, _ in splits:
+    for split in dict.fromkeys(r["split"] for r in per_run):
         lines += [f"Dice % on {split} (mean ± std over seeds; points over the control, paired by seed):", "",
                   format_table(dice_table(summary, split)), ""]
     lines += ["Loss terms during fine-tuning (mean over logged steps and seeds):", "", format_table(shares), "",
@@ -423,8 +435,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train and evaluate nothing: report the rows of the results folder's per_run.csv")
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    if args.report_only:
+        out = results_dir("finetune_gain") / args.setting
+        write_report(earlier_rows(out / "per_run.csv", labeled=()), out, setting=args.setting, ramps=args.ramps)
+        return
     run(args.shared_data, setting=args.setting, labeled=args.labeled, methods=args.methods, seeds=args.seeds,
         m0_iterations=args.m0_iterations, iterations=args.iterations, validate_every=args.validate_every,
         eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, ramps=args.ramps, force=args.force,

@@ -163,6 +163,11 @@ def test_finetune_gain_starts_every_run_from_m0_with_one_schedule_and_reports_th
     expected = np.mean([float(r["total"]) - float(r["supervised"]) for r in distilled])
     assert float(shares["plc-kd"]["unsupervised_part"]) == pytest.approx(expected, rel=1e-6), "its KD term, weighted"
     assert "Loss terms during fine-tuning" in text
+    # Seeds run side by side are reported together from their gathered rows, nothing retrained.
+    (out / "summary.csv").unlink()
+    finetune_gain.main(["--shared-data", str(fake_la / "data"), "--report-only"])
+    again = {(r["split"], r["run"]): float(r["dice_mean"]) for r in _rows(out / "summary.csv")}
+    assert again == pytest.approx({key: row["dice_mean"] for key, row in rows.items()}, abs=1e-6)
 
 
 def test_full_resolution_la_cases_reach_la_vnet_as_stored_in_the_trainer_and_in_teacher_projects(fake_la):
