@@ -1,0 +1,159 @@
+"""Results as NIfTI files named after their case or input: a prediction's, and a project case's.
+
+One naming rule (``ResultNames``) for every face, on the image's grid (spacing, origin and
+direction written unchanged):
+
+- ``<name>_label.nii.gz``: the hard label (for a case: its newest label version, a correction,
+  a prediction, gold...);
+- ``<name>_softlabel.nii.gz``: the foreground probability (0..1);
+- ``<name>_uncertainty.nii.gz``: the normalised entropy (0 sure, 1 undecided);
+- ``<name>_mcvariance.nii.gz``: with MC dropout, the variance of the foreground probability.
+
+``write_prediction`` writes a ``Prediction`` (``semiseg infer --out``); ``export_case`` writes
+what a project holds for a case (the Project panel's Export, ``semiseg export``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ProjectError
+
+#: What can be exported, in the order the files are written; each is also the file's name ending.
+EXPORT_KINDS: tuple[str, ...] = ("label", "softlabel", "uncertainty")
+#: The one format written: what every viewer and planning tool reads.
+EXPORT_SUFFIX = ".nii.gz"
+
+
+@dataclass(frozen=True)
+class ResultNames:
+    """The file names of one case's or input's results: ``<stem>_<kind>.nii.gz``."""
+
+    stem: str
+
+    @classmethod
+    def suffixed(cls, stem: str) -> "ResultNames":
+        return cls(stem)
+
+    def path(self, folder: str | Path, kind: str) -> Path:
+        return Path(folder) / f"{self.stem}_{kind}{EXPORT_SUFFIX}"
+
+
+def write_prediction(out: str | Path, names: ResultNames, prediction) -> tuple[Path, ...]:
+    """A ``Prediction``'s label, soft label, uncertainty (and MC variance) on its input's grid."""
+    arrays = {"label": prediction.labels, "softlabel": prediction.foreground_probability(),
+              "uncertainty": prediction.uncertainty}
+    if prediction.mc_variance is not None:
+        arrays["mcvariance"] = prediction.mc_variance
+    return tuple(_write(names.path(out, kind), kind, array, prediction.geometry) for kind, array in arrays.items())
+
+
+@dataclass
+class ExportReport:
+    """What ``export_case`` wrote.
+
+    Attributes:
+        case_id: the case.
+        written: kind → file written.
+        missing: kinds asked for that the case does not have yet, each with the reason.
+    """
+
+    case_id: str
+    written: dict[str, Path] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for a status bar or a terminal."""
+        text = f"case {self.case_id}: wrote {', '.join(p.name for p in self.written.values()) or 'nothing'}"
+        if self.missing:
+            text += "; not exported: " + "; ".join(f"{kind} ({why})" for kind, why in self.missing.items())
+        return text
+
+
+def export_path(folder: str | Path, case_id: str, kind: str) -> Path:
+    """Where ``export_case`` writes ``kind`` of ``case_id`` in ``folder``."""
+    return ResultNames.suffixed(case_id).path(folder, kind)
+
+
+def export_case(project, case_id: str, folder: str | Path, kinds=EXPORT_KINDS) -> ExportReport:
+    """Write ``kinds`` of a case into ``folder`` (created when missing), replacing earlier exports.
+
+    Args:
+        project: the open ``Project``.
+        case_id: the case.
+        folder: the destination folder.
+        kinds: a subset of ``EXPORT_KINDS``.
+
+    Returns:
+        The ``ExportReport``: the files written, and the kinds the case has nothing for yet
+        (no label version, or no soft label: predict or pseudo-label the case first).
+
+    Raises:
+        ProjectError: an unknown kind or case, or the case has none of the kinds asked for.
+        VolumeError: a file could not be written (the destination is then untouched).
+    """
+    kinds = _checked_kinds(kinds)
+    geometry = project.case(case_id).geometry
+    report = ExportReport(case_id)
+    arrays = _case_arrays(project, case_id, kinds, report)
+    if not arrays:
+        raise ProjectError(f"case {case_id}: nothing to export ({'; '.join(report.missing.values())})")
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, array in arrays.items():
+        report.written[kind] = _write(export_path(folder, case_id, kind), kind, array, geometry)
+    return report
+
+
+def _checked_kinds(kinds) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(kinds))
+    unknown = [kind for kind in kinds if kind not in EXPORT_KINDS]
+    if unknown or not kinds:
+        raise ProjectError(f"cannot export {', '.join(unknown) or 'nothing'}: choose among {', '.join(EXPORT_KINDS)}")
+    return kinds
+
+
+def _case_arrays(project, case_id: str, kinds: tuple[str, ...], report: ExportReport) -> dict[str, np.ndarray]:
+    """Kind → (z, y, x) array of what the case has; what it lacks goes to ``report.missing``."""
+    arrays: dict[str, np.ndarray] = {}
+    if "label" in kinds:
+        version = project.latest_label(case_id)
+        if version is None:
+            report.missing["label"] = "the case has no label version yet"
+        else:
+            arrays["label"] = project.load_label(version.id)
+    wanted_soft = [kind for kind in kinds if kind != "label"]
+    if wanted_soft:
+        soft_labels = project.soft_labels(case_id)
+        if not soft_labels:
+            for kind in wanted_soft:
+                report.missing[kind] = "the case has no soft label yet: predict it first"
+        else:
+            probabilities = project.load_soft_label(soft_labels[-1])
+            if "softlabel" in kinds:
+                arrays["softlabel"] = (1.0 - probabilities[0]).astype(np.float32)
+            if "uncertainty" in kinds:
+                arrays["uncertainty"] = _normalised_entropy(probabilities)
+    return {kind: arrays[kind] for kind in kinds if kind in arrays}
+
+
+def _normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """The uncertainty the Predict panel shows, from stored probabilities (engine's definition)."""
+    import torch
+
+    from ..engine.inference import normalised_entropy
+    return normalised_entropy(torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32)))
+
+
+def _write(path: Path, kind: str, array: np.ndarray, geometry) -> Path:
+    from ..io import Volume, write_label, write_volume
+
+    if kind == "label":
+        return write_label(path, array, geometry)
+    return write_volume(path, Volume(np.asarray(array, dtype=np.float32), geometry))
+
+
+__all__ = ["EXPORT_KINDS", "EXPORT_SUFFIX", "ExportReport", "ResultNames", "export_case", "export_path", "write_prediction"]
