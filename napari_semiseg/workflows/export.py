@@ -78,7 +78,8 @@ def export_path(folder: str | Path, case_id: str, kind: str) -> Path:
     return ResultNames.suffixed(case_id).path(folder, kind)
 
 
-def export_case(project, case_id: str, folder: str | Path, kinds=EXPORT_KINDS) -> ExportReport:
+def export_case(project, case_id: str, folder: str | Path, kinds=EXPORT_KINDS,
+                version_id: int | None = None) -> ExportReport:
     """Write ``kinds`` of a case into ``folder`` (created when missing), replacing earlier exports.
 
     Args:
@@ -86,6 +87,8 @@ def export_case(project, case_id: str, folder: str | Path, kinds=EXPORT_KINDS) -
         case_id: the case.
         folder: the destination folder.
         kinds: a subset of ``EXPORT_KINDS``.
+        version_id: the label version to export (one of this case's); None: the newest. Its
+            soft label is the one saved with it, else the case's newest.
 
     Returns:
         The ``ExportReport``: the files written, and the kinds the case has nothing for yet
@@ -98,7 +101,7 @@ def export_case(project, case_id: str, folder: str | Path, kinds=EXPORT_KINDS) -
     kinds = _checked_kinds(kinds)
     geometry = project.case(case_id).geometry
     report = ExportReport(case_id)
-    arrays = _case_arrays(project, case_id, kinds, report)
+    arrays = _case_arrays(project, case_id, kinds, report, _chosen_version(project, case_id, version_id))
     if not arrays:
         raise ProjectError(f"case {case_id}: nothing to export ({'; '.join(report.missing.values())})")
     folder = Path(folder).expanduser()
@@ -116,18 +119,29 @@ def _checked_kinds(kinds) -> tuple[str, ...]:
     return kinds
 
 
-def _case_arrays(project, case_id: str, kinds: tuple[str, ...], report: ExportReport) -> dict[str, np.ndarray]:
+def _chosen_version(project, case_id: str, version_id: int | None):
+    """The label version named (checked to be this case's), else the newest, else None."""
+    if version_id is None:
+        return project.latest_label(case_id)
+    version = project.label_version(version_id)
+    if version.case_id != case_id:
+        raise ProjectError(f"label version {version_id} belongs to case {version.case_id!r}, not {case_id!r}")
+    return version
+
+
+def _case_arrays(project, case_id: str, kinds: tuple[str, ...], report: ExportReport,
+                 version) -> dict[str, np.ndarray]:
     """Kind → (z, y, x) array of what the case has; what it lacks goes to ``report.missing``."""
     arrays: dict[str, np.ndarray] = {}
     if "label" in kinds:
-        version = project.latest_label(case_id)
         if version is None:
             report.missing["label"] = "the case has no label version yet"
         else:
             arrays["label"] = project.load_label(version.id)
     wanted_soft = [kind for kind in kinds if kind != "label"]
     if wanted_soft:
-        soft_labels = project.soft_labels(case_id)
+        linked = None if version is None else project.soft_label_for(version.id)
+        soft_labels = [linked] if linked is not None else project.soft_labels(case_id)
         if not soft_labels:
             for kind in wanted_soft:
                 report.missing[kind] = "the case has no soft label yet: predict it first"
