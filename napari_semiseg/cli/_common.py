@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,12 +95,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
 
 
 def progress_printer(verb: str):
-    """A ``progress(done, total, name)`` callback that redraws one stderr line on a terminal."""
-    if not sys.stderr.isatty():
-        return None
+    """A ``progress(done, total, name)`` callback: "VERB 40% 4/10 NAME: elapsed ..., ETA ..." on
+    stderr, redrawn on a terminal, a line every 5 % in a log (``_progress.EtaProgress``)."""
+    from ._engine_common import StatusLine
+    from ._progress import EtaProgress
+
+    progress = EtaProgress(verb, StatusLine())
 
     def report(done: int, total: int, name: str) -> None:
-        end = "\n" if done == total else ""
-        print(f"\r{verb} {done}/{total} {name}\033[K", end=end, file=sys.stderr, flush=True)
+        progress.report(done / max(1, total), f"{done}/{total} {name}")
 
     return report

@@ -10,6 +10,8 @@ import argparse
 import sys
 
 from ._common import add_project_argument, format_table, open_project
+from ._engine_common import StatusLine
+from ._progress import EtaProgress
 
 INTERRUPTED = 130
 
@@ -42,11 +44,10 @@ def _register_pseudo_label(subparsers) -> None:
     parser.set_defaults(handler=run_pseudo_label)
 
 
-def _progress_line(report) -> None:
-    if sys.stderr.isatty():
-        print(f"\rcase {report.case_index + 1}/{report.case_count} {report.case_id}: window "
-              f"{report.windows_done}/{report.windows_total}\033[K", end="", file=sys.stderr,
-              flush=True)
+def _progress_line(progress: EtaProgress, report) -> None:
+    """"pseudo-labelling 35% case 8/20 u7: elapsed ..., ETA ..." (in a log: every 5 %)."""
+    done = (report.case_index + report.windows_done / max(1, report.windows_total)) / max(1, report.case_count)
+    progress.report(done, f"case {report.case_index + 1}/{report.case_count} {report.case_id}")
 
 
 def pseudo_label_table(cases) -> str:
@@ -87,11 +88,12 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
                                  overlap=args.overlap, window_batch=args.window_batch)
     with open_project(args.project) as project:
         run = iter_pseudo_labels(project, request)
+        progress = EtaProgress("pseudo-labelling", StatusLine())
         stored, summary = [], None
         try:
             for item in run:
                 if isinstance(item, PseudoLabelProgress):
-                    _progress_line(item)
+                    _progress_line(progress, item)
                 elif isinstance(item, PseudoLabelCase):
                     stored.append(item)
                 elif isinstance(item, PseudoLabelFailure):

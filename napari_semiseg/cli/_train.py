@@ -185,7 +185,8 @@ class TrainProgress:
         it = e["iteration"]
         losses = "  ".join(f"{LOSS_DISPLAY_NAMES.get(name, name)} {_number(value)}"
                            for name, value in e["losses"].items())
-        text = f"iteration {it}/{self.total}  {losses}  lr {e['lr']:.2e}  eta {duration(e['eta_s'] or 0.0)}"
+        clock = f"elapsed {duration(e.get('elapsed_s') or 0.0)}, ETA {duration(e['eta_s'] or 0.0)}"
+        text = f"iteration {it}/{self.total}  {losses}  lr {e['lr']:.2e}  {clock}"
         every = max(1, self.total // self.lines)
         if self.status.tty:
             self.status.update(text)
