@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SemisegError
+from ..workflows.export import ResultNames, write_prediction
 from ._common import add_project_argument, format_table, open_project, writable_folder
 from ._engine_common import (StatusLine, add_prediction_arguments, check_cases, check_device, duration,
                              load_project_model, non_negative_int, prediction_card, require, volume_stem)
@@ -163,7 +164,7 @@ def _predict_case(project, case_id: str, model_id: int, net, card, args, out: Pa
     version, soft = save_prediction(project, case_id, prediction, model_id,
                                     note=f"semiseg infer with model version {model_id}",
                                     details=_details(prediction, args))
-    files = _write_files(out, case_id, prediction) if out is not None else ()
+    files = write_prediction(out, ResultNames.suffixed(case_id), prediction) if out is not None else ()
     outcome = Outcome(case_id, version.id, soft.id, version.foreground_voxels,
                       soft.summary.mean_entropy, prediction.seconds, files)
     status.line(f"{prefix}: label version {version.id}, soft label {soft.id}, "
@@ -179,26 +180,12 @@ def _predict_file(path: Path, net, card, args, out: Path, status: StatusLine, in
     stem = volume_stem(path)
     prefix = f"[{index}/{total}] {stem}"
     prediction = _predict(net, card, read_volume(path), args, status, prefix)
-    files = _write_files(out, stem, prediction)
+    files = write_prediction(out, ResultNames.suffixed(stem), prediction)
     outcome = Outcome(stem, None, None, int((prediction.labels > 0).sum()),
                       float(prediction.uncertainty.mean()), prediction.seconds, files)
     status.line(f"{prefix}: wrote {', '.join(f.name for f in files)} "
                 f"({duration(prediction.seconds)} on {prediction.device})")
     return outcome
-
-
-def _write_files(out: Path, stem: str, prediction) -> tuple[Path, ...]:
-    """The NIfTI outputs of one prediction, on its input's grid (see the module docstring)."""
-    from ..io import Volume, write_label, write_volume
-
-    geometry = prediction.geometry
-    written = [write_label(out / f"{stem}_label.nii.gz", prediction.labels, geometry),
-               write_volume(out / f"{stem}_softlabel.nii.gz",
-                            Volume(prediction.foreground_probability(), geometry)),
-               write_volume(out / f"{stem}_uncertainty.nii.gz", Volume(prediction.uncertainty, geometry))]
-    if prediction.mc_variance is not None:
-        written.append(write_volume(out / f"{stem}_mcvariance.nii.gz", Volume(prediction.mc_variance, geometry)))
-    return tuple(written)
 
 
 def _summary(outcomes: list[Outcome], with_versions: bool) -> str:

@@ -26,8 +26,8 @@ from ..errors import SemisegError
 from ._common import PROJECT_ENV
 
 #: Modules of this package that register subcommands, in the order ``--help`` lists them.
-COMMAND_GROUPS: tuple[str, ...] = ("_project_commands", "_train", "_methods", "_infer", "_evaluate",
-                                   "_models", "_pseudo", "_atso")
+COMMAND_GROUPS: tuple[str, ...] = ("_project_commands", "_split", "_train", "_methods", "_infer", "_predict",
+                                   "_export", "_evaluate", "_models", "_pseudo", "_atso")
 
 USER_ERROR = 2
 INTERRUPTED = 130

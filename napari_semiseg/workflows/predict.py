@@ -61,6 +61,27 @@ def load_model_version(project_or_model, model_id: int | None = None, *, device:
     return LoadedModel(trained.network, with_method_postprocessing(trained.card, model.method, model.config), model)
 
 
+def load_model_file(path, *, device: str = "cpu") -> LoadedModel:
+    """A trainer's model file (``model.pt``, ``best_model.pt``, a ``checkpoint.pt``) ready to
+    predict, no project needed; ``LoadedModel.model`` is None.
+
+    The method's post-processing applies as for a model version: the file records the method
+    and the run's configuration (its ``method_params``). A file never names code to run:
+    ``engine.training.load_model`` builds the network by the name its card gives.
+
+    Raises:
+        TrainingError: the file is missing, unsafe, or its weights do not fit its network.
+        CardError: the card it records is malformed.
+    """
+    from ..engine.methods import with_method_postprocessing
+    from ..engine.training import load_model, load_model_weights
+
+    trained = load_model(path, device=device)
+    _weights, record = load_model_weights(path)  # the run's configuration, which TrainedModel leaves out
+    return LoadedModel(trained.network, with_method_postprocessing(trained.card, trained.method,
+                                                                   record.get("config")), None)
+
+
 def model_keeps_largest_component(model) -> bool:
     """``engine.methods.keeps_largest_component`` of a ``ModelVersion`` (what a form shows before predicting)."""
     from ..engine.methods import keeps_largest_component
@@ -132,5 +153,5 @@ def save_prediction(project, case_id: str, prediction, model_id: int | None, *, 
                                               model_id=model_id, author=author, note=note, **extra)
 
 
-__all__ = ["LoadedModel", "PredictOptions", "iter_predict", "load_model_version", "model_keeps_largest_component", "predict",
+__all__ = ["LoadedModel", "PredictOptions", "iter_predict", "load_model_file", "load_model_version", "model_keeps_largest_component", "predict",
            "resolve_model", "save_prediction"]
