@@ -22,8 +22,9 @@ from ..io import Volume
 CORRECTED = "corrected"
 
 #: What a session tells its listeners about (``listen``): another project was opened or closed,
-#: a case (or another version of it) was opened, a label version was saved, the models changed.
-CHANGES = ("project", "case", "labels", "models")
+#: a case (or another version of it) was opened, a label version was saved, the models changed,
+#: cases were imported or moved to another split.
+CHANGES = ("project", "case", "labels", "models", "cases")
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,16 @@ class ProjectSession:
     def cases(self) -> list:
         """The project's ``CaseSummary`` rows (id, shape, spacing, split, latest kind, versions)."""
         return self.project.cases()
+
+    def set_split(self, case_id: str, split: str):
+        """Move a case to another split (``project.SPLITS``), saved at once; returns the ``Case``.
+
+        Raises:
+            ProjectError: unknown case or split.
+        """
+        case = self.project.set_split(case_id, split)
+        self.notify("cases")
+        return case
 
     # -- the case being corrected -----------------------------------------------------------
 

@@ -370,7 +370,7 @@ class FineTuneWidget(QWidget):
     def _on_session_change(self, change: str) -> None:
         if change == "project":
             self._refresh_all()
-        elif change == "labels":
+        elif change in ("labels", "cases"):
             self._refresh_cases()
         elif change == "models":
             self.models.refresh()

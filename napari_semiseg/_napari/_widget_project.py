@@ -1,7 +1,9 @@
-"""The "Project" dock widget: open a project, pick a case, correct its labels, save, go back.
+"""The "Project" dock widget: open a project, import volumes, set splits, pick a case, correct
+its labels, save, go back, export.
 
 The widget only turns ``ProjectSession`` results into layers and tables, and ``SemisegError``s
-into napari notifications; all decisions live in the session, which is tested without Qt.
+into napari notifications; all decisions live in the session, which is tested without Qt, and
+in ``workflows`` (imports, export), whose generators run in workers (``_import_job``).
 """
 
 from __future__ import annotations
@@ -12,24 +14,36 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.layers import Layer
-from napari.utils.notifications import show_error, show_info
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QFont
-from qtpy.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
-                            QLabel, QLayout, QLineEdit, QMessageBox, QPushButton, QTableWidget,
+from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QGroupBox, QHBoxLayout,
+                            QHeaderView, QLabel, QLayout, QLineEdit, QMessageBox, QPushButton, QTableWidget,
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..errors import ProjectError, SemisegError
+from ..project import SPLITS
+from . import _shortcuts
 from ._case_ranking import RANK_COLUMNS, CaseRanking, show_ranks
+from ._import_job import describe_export, describe_import, export_steps, import_steps
 from ._layers import LABEL_VERSION_KEY, image_layer_data, labels_layer_data
 from ._session import OpenedCase, ProjectSession
 from ._shared import session_for, share_session
 from ._tables import bulk_update
+from ._workers import GeneratorJob, describe_error, start_generator_job
 
 if TYPE_CHECKING:
     import napari
 
 CASE_COLUMNS = ("Case", "Shape z×y×x", "Split", "Latest", "Versions") + RANK_COLUMNS
+SPLIT_COLUMN = CASE_COLUMNS.index("Split")
+#: What each split means to the user (the split combo's tooltips).
+SPLIT_HINTS = {"labelled": "trains the model with its label",
+               "unlabelled": "trains the model without a label (semi-supervised)",
+               "validation": "measures each fine-tuned model; never trained on",
+               "test": "kept out of training and validation"}
+MODALITIES = ("MR", "CT")
 HISTORY_COLUMNS = ("Version", "Kind", "Parent", "Changed", "Author", "Saved")
 
 
@@ -56,11 +70,15 @@ class ProjectWidget(QWidget):
         self.session = share_session(napari_viewer, session) if session else session_for(napari_viewer)
         self.image_layer = None
         self.labels_layer = None
+        self.job: GeneratorJob | None = None  # an import or an export
+        self.progress_bar = None
         # Rank/score columns and "Next case": unlabelled cases by uncertainty, ranked off the GUI thread.
         self.ranking = CaseRanking(self.session, lambda ranks: show_ranks(
             self.cases_table, ranks, first_column=len(CASE_COLUMNS) - len(RANK_COLUMNS)))
         self._build()
         self.session.listen(self._on_session_change)
+        _shortcuts.bind(napari_viewer, _shortcuts.SAVE_CORRECTION, self, ProjectWidget.save_correction)
+        _shortcuts.bind(napari_viewer, _shortcuts.NEXT_CASE, self, ProjectWidget.next_case)
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -79,7 +97,26 @@ class ProjectWidget(QWidget):
         # Stacked under other panels the tables would shrink to one row; keep a few visible.
         self.cases_table.setMinimumHeight(_rows_height(self.cases_table, 5))
         self.history_table.setMinimumHeight(_rows_height(self.history_table, 2))
-        self.cases_table.setToolTip("Double-click a case to open it")
+        self.cases_table.setToolTip("Double-click a case to open it; choose its split in the Split column")
+        self.save_button.setToolTip(_shortcuts.with_key("Save the labels layer as a new corrected version",
+                                                        _shortcuts.SAVE_CORRECTION))
+        self.import_files_button = QPushButton("Import files…")
+        self.import_files_button.setToolTip("Add volumes to the project; a label file beside a volume, named "
+                                            "like it with _label, _seg or _mask, comes along as its gold label")
+        self.import_folder_button = QPushButton("Import folder…")
+        self.import_folder_button.setToolTip("Add every volume and DICOM series of a folder; labels beside them "
+                                             "or in its labels/ folder, matched by name")
+        self.modality_combo = QComboBox()
+        self.modality_combo.addItems(MODALITIES)
+        self.modality_combo.setToolTip("The imaging modality of the volumes to import (CT gets a soft-tissue window)")
+        self.copy_check = QCheckBox("Copy files", checked=True)
+        self.copy_check.setToolTip("Keep a copy of each volume in the project folder, so that it still opens "
+                                   "when the original moves")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the import after the case being read; the cases before it stay")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Write the open case's label, soft label and uncertainty as NIfTI files "
+                                      "named after the case into a folder you choose")
         self.history_table.setToolTip("Double-click a version to open it into the labels layer; "
                                       "'Changed' counts voxels that differ from the parent")
 
@@ -93,11 +130,18 @@ class ProjectWidget(QWidget):
         self.next_case_button.setToolTip("Open the unlabelled case the model is least sure about "
                                          "(rank 1: mean entropy plus teacher disagreement)")
         case_buttons.addWidget(self.next_case_button)
+        case_buttons.addWidget(self.export_button)
         self.next_case_button.clicked.connect(lambda _checked=False: self.next_case())
+        self.next_case_button.setToolTip(_shortcuts.with_key(self.next_case_button.toolTip(),
+                                                             _shortcuts.NEXT_CASE))
+        import_row = QHBoxLayout()
+        for widget in (self.import_files_button, self.import_folder_button, self.modality_combo,
+                       self.copy_check, self.cancel_button):
+            import_row.addWidget(widget)
 
         layout = QVBoxLayout(self)
         layout.addWidget(_group("Project", folder_row))
-        layout.addWidget(_group("Cases", self.cases_table, case_buttons), stretch=3)
+        layout.addWidget(_group("Cases", import_row, self.cases_table, case_buttons), stretch=3)
         layout.addWidget(_group("Label history of the open case", self.history_table,
                                 self.open_version_button), stretch=2)
         layout.addWidget(self.status_label)
@@ -111,6 +155,10 @@ class ProjectWidget(QWidget):
             lambda row, _col: self.open_case(self._row_id(self.cases_table, row)))
         self.save_button.clicked.connect(lambda _checked=False: self.save_correction())
         self.open_version_button.clicked.connect(lambda _checked=False: self.open_version())
+        self.import_files_button.clicked.connect(lambda _checked=False: self._choose_import(files=True))
+        self.import_folder_button.clicked.connect(lambda _checked=False: self._choose_import(files=False))
+        self.cancel_button.clicked.connect(lambda _checked=False: self.cancel())
+        self.export_button.clicked.connect(lambda _checked=False: self._choose_export_folder())
         self.history_table.cellDoubleClicked.connect(
             lambda row, _col: self.open_version(self._row_id(self.history_table, row)))
         self._update_enabled()
@@ -174,9 +222,106 @@ class ProjectWidget(QWidget):
         self._fill_history()
         self.set_status(f"Opened {_describe_version(opened)} of case {opened.case_id}.")
 
+    @_reports_errors
+    def set_split(self, case_id: str, split: str) -> None:
+        """Move a case to another split; saved to the project at once (the Fine-tune panel follows)."""
+        self.session.set_split(case_id, split)
+        self.set_status(f"Case {case_id} is now in split {split!r}: {SPLIT_HINTS.get(split, '')}.")
+
+    def import_volumes(self, paths) -> GeneratorJob | None:
+        """Import volume files and folders into the open project, in a worker; returns the job."""
+        if not self._may_start("an import"):
+            return None
+        modality, copy = self.modality_combo.currentText(), self.copy_check.isChecked()
+        root = self.session.project.root
+        self.progress_bar = progress(total=0, desc="Importing")
+        self.set_status("Looking for volumes…")
+        self.job = start_generator_job(
+            lambda should_stop: import_steps(root, list(paths), modality=modality, copy=copy,
+                                             should_stop=should_stop),
+            on_report=self._on_import_step, on_result=self._on_imported, on_error=self._on_job_error,
+            on_cancelled=self._on_import_cancelled, on_finished=self._on_job_finished)
+        self._update_enabled()
+        return self.job
+
+    def export_case(self, folder: str | Path) -> GeneratorJob | None:
+        """Write the open case's label, soft label and uncertainty into ``folder``, in a worker."""
+        if not self._may_start("an export"):
+            return None
+        opened = self.session.opened
+        if opened is None:
+            self._report_error("no case is open: open a case first")
+            return None
+        if self.labels_layer is not None and self.session.unsaved_voxels(np.asarray(self.labels_layer.data)):
+            show_warning(f"Case {opened.case_id}: unsaved corrections are not exported; save them first")
+        root = self.session.project.root
+        self.progress_bar = progress(total=0, desc=f"Exporting {opened.case_id}")
+        self.job = start_generator_job(
+            lambda _should_stop: export_steps(root, opened.case_id, folder),
+            on_report=lambda _message: None, on_result=self._on_exported, on_error=self._on_job_error,
+            on_cancelled=lambda _message: None, on_finished=self._on_job_finished)
+        self._update_enabled()
+        return self.job
+
+    def cancel(self) -> None:
+        """Stop a running import between two cases."""
+        if self.job is not None and self.job.running:
+            self.set_status("Cancelling…")
+            self.job.cancel()
+
     def set_status(self, text: str, error: bool = False) -> None:
         self.status_label.setText(text)
         self.status_label.setStyleSheet("color: #e06060;" if error else "")
+
+    # -- worker callbacks (GUI thread) ---------------------------------------------------------
+
+    def _on_import_step(self, step) -> None:
+        bar = self.progress_bar
+        if bar is not None and step.total and bar.total != step.total:
+            bar.total = step.total
+        if bar is not None and step.done > bar.n:
+            bar.update(step.done - bar.n)
+        self.set_status(f"Importing: {step.done} of {step.total} cases" + (f" ({step.case_id})" if step.case_id else ""))
+
+    def _on_imported(self, report) -> None:
+        self._fill_cases()
+        self.session.notify("cases")
+        message = describe_import(report)
+        self.set_status(message, error=bool(report.refused))
+        (show_warning if report.refused else show_info)(message)
+
+    def _on_import_cancelled(self, message: str) -> None:
+        self._fill_cases()
+        self.session.notify("cases")
+        self.set_status(message[:1].upper() + message[1:] + "." if message != "cancelled" else
+                        "Import cancelled; the cases imported before stay in the project.")
+
+    def _on_exported(self, report) -> None:
+        message = describe_export(report)
+        self.set_status(message)
+        show_info(message)
+
+    def _on_job_error(self, error: BaseException) -> None:
+        self._report_error(describe_error(error))
+
+    def _on_job_finished(self) -> None:
+        if self.progress_bar is not None:
+            self.progress_bar.close()
+            self.progress_bar = None
+        self._update_enabled()
+
+    def _report_error(self, message: str) -> None:
+        self.set_status(message, error=True)
+        show_error(message)
+
+    def _may_start(self, what: str) -> bool:
+        if self.job is not None and self.job.running:
+            self._report_error(f"an import or export is running; wait for it before {what}")
+            return False
+        if not self.session.has_project:
+            self._report_error("no project is open: create or open one first")
+            return False
+        return True
 
     def _on_session_change(self, change: str) -> None:
         """Another panel saved a label version (e.g. a prediction): show it in the tables."""
@@ -198,6 +343,21 @@ class ProjectWidget(QWidget):
         self._fill_history()
         count = self.cases_table.rowCount()
         self.set_status(f"Project {self.folder_edit.text()}: {count} case{'s' * (count != 1)}.")
+
+    def _choose_import(self, files: bool) -> None:
+        if files:
+            paths, _filter = QFileDialog.getOpenFileNames(
+                self, "Volumes to import", "", "Volumes (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.h5);;All files (*)")
+        else:
+            folder = QFileDialog.getExistingDirectory(self, "Folder of volumes or a DICOM series")
+            paths = [folder] if folder else []
+        if paths:
+            self.import_volumes(paths)
+
+    def _choose_export_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the case's label, soft label and uncertainty into")
+        if folder:
+            self.export_case(folder)
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Project folder", self.folder_edit.text())
@@ -255,6 +415,8 @@ class ProjectWidget(QWidget):
         rows = self.session.cases() if self.session.has_project else []
         _fill(self.cases_table, [(c.id, "×".join(map(str, c.shape)), c.split, c.latest_kind or "—",
                                   c.n_versions) for c in rows])
+        for row, case in enumerate(rows):
+            self.cases_table.setCellWidget(row, SPLIT_COLUMN, self._split_combo(case.id, case.split))
         self.ranking.refresh()
         self._update_enabled()
 
@@ -268,8 +430,36 @@ class ProjectWidget(QWidget):
             self.history_table.scrollToBottom()
         self._update_enabled()
 
+    def _split_combo(self, case_id: str, split: str) -> QComboBox:
+        """The Split cell: a choice among the project's splits, saved as soon as it changes."""
+        combo = QComboBox()
+        for index, name in enumerate(SPLITS):
+            combo.addItem(name)
+            combo.setItemData(index, SPLIT_HINTS.get(name, ""), Qt.ToolTipRole)
+        combo.setCurrentText(split)
+        combo.setToolTip(f"Split of case {case_id}: {SPLIT_HINTS.get(split, '')}")
+        combo.currentTextChanged.connect(lambda chosen: self._split_chosen(case_id, chosen, combo))
+        return combo
+
+    def _split_chosen(self, case_id: str, split: str, combo: QComboBox) -> None:
+        self.set_split(case_id, split)
+        saved = self.session.project.case(case_id).split
+        combo.setToolTip(f"Split of case {case_id}: {SPLIT_HINTS.get(saved, '')}")
+        for row in range(self.cases_table.rowCount()):  # the item under the combo keeps the text
+            if self._row_id(self.cases_table, row) == case_id:
+                self.cases_table.item(row, SPLIT_COLUMN).setText(saved)
+        if saved != split:  # refused: show what the project holds
+            combo.blockSignals(True)
+            combo.setCurrentText(saved)
+            combo.blockSignals(False)
+
     def _update_enabled(self) -> None:
         case_open = self.session.opened is not None
+        busy = self.job is not None and self.job.running
+        for button in (self.import_files_button, self.import_folder_button):
+            button.setEnabled(self.session.has_project and not busy)
+        self.cancel_button.setEnabled(busy)
+        self.export_button.setEnabled(case_open and not busy)
         self.open_case_button.setEnabled(self.cases_table.rowCount() > 0)
         self.next_case_button.setEnabled(self.cases_table.rowCount() > 0)
         self.save_button.setEnabled(case_open)

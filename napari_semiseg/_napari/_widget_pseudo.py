@@ -219,7 +219,7 @@ class PseudoLabelWidget(QWidget):
     def _on_session_change(self, change: str) -> None:
         if change in ("project", "models"):
             self._refresh_models()
-        elif change == "labels" and not (self.job is not None and self.job.running):
+        elif change in ("labels", "cases") and not (self.job is not None and self.job.running):
             self._refresh_todo()
 
     def _refresh_models(self) -> None:
