@@ -1,7 +1,8 @@
 """The Predict panel's logic, free of napari and Qt: which model, which options, what to show.
 
 The panel builds a ``PredictRequest``; ``predict_steps`` is the generator its worker runs
-(load the model version, then ``iter_predict_volume``'s reports, then the ``Prediction``);
+(load the model version or model file, then ``iter_predict_volume``'s reports, then the
+``Prediction``), on the open case's image or on any image layer (``layer_volume``);
 ``prediction_layers`` turns the result into napari layer tuples on the case's grid, and
 ``save_in_project`` keeps it as a "prediction" label version with its soft label. Model loading,
 inference and saving are ``workflows.predict``'s, the same as ``semiseg infer``'s.
@@ -55,7 +56,8 @@ class PredictRequest:
     """What the Predict panel asks for (the worker consumes exactly this).
 
     Attributes:
-        model_id: the project's model version; None means the active one.
+        model_id: the project's model version; None means the active one (or ``model_file``).
+        model_file: a trainer's model file (``model.pt``), no project needed; wins over ``model_id``.
         mc_samples: Monte-Carlo dropout sweeps (0: a single deterministic sweep). Each one
             costs a whole sweep; the uncertainty then also gets the MC variance.
         largest_component: keep each class's largest connected component; None: the card's.
@@ -67,6 +69,7 @@ class PredictRequest:
     """
 
     model_id: int | None = None
+    model_file: Path | None = None
     mc_samples: int = 0
     largest_component: bool | None = None
     paper_grid: bool = True
@@ -89,8 +92,9 @@ def predict_steps(model, volume, request: PredictRequest,
     """Load a model file and predict ``volume``: the generator a GUI worker runs.
 
     Args:
-        model: the project's ``ModelVersion``: its weights are checked against the SHA-256
-            recorded when it was registered, and its method's post-processing applies.
+        model: the project's ``ModelVersion`` (its weights are checked against the SHA-256
+            recorded when it was registered) or the ``Path`` of a model file (loaded safely: tensors
+            and plain data only); the method's post-processing applies either way.
         volume: the case's (z, y, x) ``Volume``.
         request: the options.
         should_stop: asked between window batches; True raises ``Cancelled``.
@@ -104,10 +108,11 @@ def predict_steps(model, volume, request: PredictRequest,
         ``(the Prediction on the volume's grid, what keep returned or None)``.
     """
     from ..engine.inference import InferenceProgress
-    from ..workflows.predict import PredictOptions, iter_predict, load_model_version
+    from ..workflows.predict import PredictOptions, iter_predict, load_model_file, load_model_version
 
-    yield InferenceProgress(0, 0, f"Loading model version {model.id}")
-    loaded = load_model_version(model)  # with its method's post-processing, as semiseg infer loads it
+    yield InferenceProgress(0, 0, f"Loading {describe_model_source(model)}")
+    # With its method's post-processing, as semiseg infer / predict load it.
+    loaded = load_model_file(model) if isinstance(model, Path) else load_model_version(model)
     options = PredictOptions(device=request.device, mc_samples=request.mc_samples,
                              largest_component=request.largest_component, **grid_arguments(request, loaded.card))
     prediction = yield from iter_predict(loaded, volume, options, should_stop)
@@ -118,8 +123,34 @@ def predict_steps(model, volume, request: PredictRequest,
     return prediction, keep(prediction)
 
 
+def describe_model_source(model) -> str:
+    """"model version 3" or "model file model.pt"."""
+    return f"model file {model.name}" if isinstance(model, Path) else f"model version {model.id}"
+
+
+def layer_volume(array, geometry, source: str | Path | None = None):
+    """The ``Volume`` an image layer shows: its (z, y, x) data on its grid.
+
+    Raises:
+        VolumeError: the layer is not a 3-D single-channel image.
+    """
+    import numpy as np
+
+    from ..errors import VolumeError
+    from ..io import Volume
+
+    array = np.asarray(array)
+    if array.ndim != 3 or array.dtype.kind not in "uif":
+        raise VolumeError(source or "layer", f"needs a 3-D single-channel image to predict on, got shape "
+                          f"{array.shape} of {array.dtype}")
+    return Volume(array, geometry, source=None if source is None else Path(source))
+
+
 def prediction_layers(prediction, case_id: str, model_id: int | None = None) -> list[tuple]:
     """napari layer tuples for a prediction: hard labels, soft label, uncertainty.
+
+    The hard label is shown; the soft label and the uncertainty are added hidden (all three at
+    once cover the anatomy): the layer list's eye, or the results shortcut, shows them.
 
     All three lie on the prediction's grid (``scale`` = spacing, ``translate`` = origin) and
     carry its geometry in their metadata, so the writer saves them where they belong.
@@ -139,6 +170,7 @@ def prediction_layers(prediction, case_id: str, model_id: int | None = None) -> 
                        SOFT_LABEL_COLORMAP, extra)
     uncertainty = _unit_image(prediction.uncertainty, geometry, f"{case_id}{UNCERTAINTY_SUFFIX}",
                               UNCERTAINTY_COLORMAP, extra)
+    soft[1]["visible"] = uncertainty[1]["visible"] = False
     layers = [soft, uncertainty, labels]
     if prediction.mc_variance is not None:
         variance = _unit_image(prediction.mc_variance, geometry, f"{case_id}{MC_VARIANCE_SUFFIX}",
@@ -154,11 +186,12 @@ def _unit_image(array, geometry, name: str, colormap: ColourRamp, extra: dict, l
     return (array, kwargs, "image")
 
 
-def save_in_project(root: str | Path, case_id: str, prediction, model_id: int | None, author: str | None = None):
+def save_in_project(root: str | Path, case_id: str, prediction, model_id: int | None, author: str | None = None,
+                    note: str | None = None):
     """``save_prediction`` through a connection of its own (a worker thread's; SQLite needs one per thread)."""
     from ..project import Project
     with Project.open(root) as project:
-        return save_prediction(project, case_id, prediction, model_id, author=author)
+        return save_prediction(project, case_id, prediction, model_id, author=author, note=note)
 
 
 def describe_prediction(prediction, case_id: str) -> str:
@@ -168,5 +201,5 @@ def describe_prediction(prediction, case_id: str) -> str:
             f"{prediction.passes} pass(es) on {prediction.device} in {prediction.seconds:.1f} s.")
 
 
-__all__ = ["ColourRamp", "MC_VARIANCE_SUFFIX", "PREDICTION_SUFFIX", "PredictRequest", "SOFT_LABEL_SUFFIX", "UNCERTAINTY_SUFFIX", "describe_prediction",
+__all__ = ["ColourRamp", "MC_VARIANCE_SUFFIX", "describe_model_source", "layer_volume", "PREDICTION_SUFFIX", "PredictRequest", "SOFT_LABEL_SUFFIX", "UNCERTAINTY_SUFFIX", "describe_prediction",
            "grid_arguments", "predict_steps", "prediction_layers", "resolve_model", "save_in_project", "save_prediction"]
