@@ -127,6 +127,12 @@ class StatusLine:
         print(f"\r{text}\033[K", end="", file=sys.stderr, flush=True)
         self._pending = True
 
+    def end(self) -> None:
+        """End a redrawn line still on the screen, so that what follows starts on a line of its own."""
+        if self._pending:
+            print(file=sys.stderr, flush=True)
+            self._pending = False
+
     def line(self, text: str) -> None:
         prefix = "\r" if self._pending else ""
         clear = "\033[K" if self.tty else ""

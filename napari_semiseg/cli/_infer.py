@@ -17,6 +17,7 @@ then 1 and the last line names the volumes that failed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ def register(subparsers) -> None:
     parser.add_argument("--mc", type=non_negative_int, default=0, metavar="N",
                         help="N Monte-Carlo dropout samples: probabilities averaged over them and "
                              "their variance written with --out (default 0: one plain pass)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     parser.set_defaults(handler=run_infer)
 
 
@@ -99,8 +101,7 @@ def run_infer(args: argparse.Namespace) -> int:
                 case_ids, status,
                 lambda i, case_id: _predict_case(project, case_id, model.id, net, card, args, out, status, i,
                                                  len(case_ids)))
-    if outcomes:
-        print(_summary(outcomes, with_versions=not args.files))
+    print_outcomes(outcomes, failed, args.json, with_versions=not args.files)
     if failed:
         total = len(outcomes) + len(failed)
         print(f"semiseg: {len(failed)} of {total} volumes could not be predicted: {', '.join(failed)}",
@@ -186,6 +187,23 @@ def _predict_file(path: Path, net, card, args, out: Path, status: StatusLine, in
     status.line(f"{prefix}: wrote {', '.join(f.name for f in files)} "
                 f"({duration(prediction.seconds)} on {prediction.device})")
     return outcome
+
+
+def print_outcomes(outcomes: list[Outcome], failed: list[str], as_json: bool, with_versions: bool) -> None:
+    """The summary on stdout: a table, or with ``--json`` every outcome and the failed names."""
+    if as_json:
+        print(json.dumps({"predicted": [_outcome_dict(o, with_versions) for o in outcomes], "failed": failed},
+                         indent=1))
+    elif outcomes:
+        print(_summary(outcomes, with_versions))
+
+
+def _outcome_dict(outcome: Outcome, with_versions: bool) -> dict:
+    record = {"case" if with_versions else "input": outcome.name}
+    if with_versions:
+        record.update(label_version=outcome.label_version, soft_label=outcome.soft_label)
+    return {**record, "files": [str(f) for f in outcome.files], "foreground_voxels": outcome.foreground_voxels,
+            "mean_uncertainty": outcome.mean_uncertainty, "seconds": round(outcome.seconds, 3)}
 
 
 def _summary(outcomes: list[Outcome], with_versions: bool) -> str:

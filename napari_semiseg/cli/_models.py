@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from ._common import add_project_argument, format_table, open_project
 
@@ -19,6 +20,7 @@ def register(subparsers) -> None:
     add_project_argument(parser)
     parser.add_argument("--activate", type=int, metavar="ID",
                         help="make model version ID the active one (an older one: a rollback)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run_models)
 
 
@@ -31,6 +33,9 @@ def run_models(args: argparse.Namespace) -> int:
             print(f"active model: version {model.id} ({model.name}, {model.method}); was {was}")
             return 0
         models = project.models()
+    if args.json:
+        print(json.dumps([_model_dict(m) for m in models], indent=1))
+        return 0
     if models:
         print(models_table(models))
     active = next((m.id for m in models if m.active), None)
@@ -49,6 +54,13 @@ def models_table(models) -> str:
              _percent((m.metrics.get("evaluation") or {}).get("dice")))
             for m in models]
     return format_table(headers, rows, right_aligned=(1, 4, 6, 7, 8))
+
+
+def _model_dict(model) -> dict:
+    return {"id": model.id, "name": model.name, "method": model.method, "parent": model.parent_id,
+            "created": model.created, "active": model.active, "iterations": model.metrics.get("iterations"),
+            "validation_dice": model.metrics.get("validation_dice"),
+            "evaluation_dice": (model.metrics.get("evaluation") or {}).get("dice")}
 
 
 def _percent(value) -> str:

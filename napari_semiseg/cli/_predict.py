@@ -17,7 +17,6 @@ still predicted; the exit status is then 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from ..workflows.export import ResultNames
 from ._common import PROJECT_ENV, writable_folder
 from ._engine_common import (StatusLine, add_device_argument, check_device, duration, non_negative_int, require,
                              volume_stem)
-from ._infer import Outcome, _each_volume, _summary
+from ._infer import Outcome, _each_volume, print_outcomes
 from ._progress import EtaProgress
 
 
@@ -83,7 +82,7 @@ def run_predict(args: argparse.Namespace) -> int:
         [str(path) for path in inputs], status,
         lambda i, path: _predict_file(Path(path), names[Path(path)], loaded, args, out, status, progress, i,
                                       len(inputs)))
-    _print_summary(outcomes, failed, args.json)
+    print_outcomes(outcomes, failed, args.json, with_versions=False)
     if failed:
         print(f"semiseg: {len(failed)} of {len(inputs)} volumes could not be predicted: {', '.join(failed)}",
               file=sys.stderr)
@@ -148,16 +147,3 @@ def _predict_file(path: Path, names, loaded, args, out: Path, status: StatusLine
                 f"({duration(prediction.seconds)} on {prediction.device})")
     return Outcome(str(path), None, None, int((prediction.labels > 0).sum()),
                    float(prediction.uncertainty.mean()), prediction.seconds, files)
-
-
-def _print_summary(outcomes: list[Outcome], failed: list[str], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"predicted": [_outcome_dict(o) for o in outcomes], "failed": failed}, indent=1))
-    elif outcomes:
-        print(_summary(outcomes, with_versions=False))
-
-
-def _outcome_dict(outcome: Outcome) -> dict:
-    return {"input": outcome.name, "files": [str(f) for f in outcome.files],
-            "foreground_voxels": outcome.foreground_voxels, "mean_uncertainty": outcome.mean_uncertainty,
-            "seconds": round(outcome.seconds, 3)}

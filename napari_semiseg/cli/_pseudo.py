@@ -7,6 +7,7 @@ next, and the (reconstructed) teacher-team correction of a corrected case's soft
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ._common import add_project_argument, format_table, open_project
@@ -41,6 +42,7 @@ def _register_pseudo_label(subparsers) -> None:
     parser.add_argument("--overlap", type=float, help="window overlap instead of the card's grid")
     parser.add_argument("--window-batch", type=int, metavar="N",
                         help="windows per network call instead of the card's")
+    parser.add_argument("--json", action="store_true", help="print the run's summary as JSON instead of a table")
     parser.set_defaults(handler=run_pseudo_label)
 
 
@@ -109,11 +111,13 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
             print(f"semiseg: interrupted after {len(stored)} case(s); they are stored",
                   file=sys.stderr)
             return INTERRUPTED
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
-    if stored:
-        print(pseudo_label_table(stored))
-    print(throughput_line(summary))
+        progress.status.end()
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=1))
+    else:
+        if stored:
+            print(pseudo_label_table(stored))
+        print(throughput_line(summary))
     if summary.failed:
         print(f"semiseg: {failed_cases_line(summary.failed)}", file=sys.stderr)
         return 1
@@ -131,6 +135,7 @@ def _register_next_case(subparsers) -> None:
                     "the whole ranking with --all.")
     add_project_argument(parser)
     parser.add_argument("--all", action="store_true", help="print the whole ranking as a table")
+    parser.add_argument("--json", action="store_true", help="with --all: print the ranking as JSON")
     parser.set_defaults(handler=run_next_case)
 
 
@@ -144,6 +149,10 @@ def run_next_case(args: argparse.Namespace) -> int:
             print("no case left to annotate", file=sys.stderr)
             return 1
         print(ranks[0].case_id)
+        return 0
+    if args.json:
+        print(json.dumps([{"rank": i + 1, "case": r.case_id, "score": r.score, "why": list(r.reasons)}
+                          for i, r in enumerate(ranks)], indent=1))
         return 0
     rows = [(i + 1, r.case_id, "-" if r.score is None else f"{r.score:.4f}", "; ".join(r.reasons))
             for i, r in enumerate(ranks)]

@@ -136,3 +136,12 @@ def test_long_commands_print_elapsed_and_eta_lines_in_a_log(trained):
     lines = [line for line in pseudo.stderr.splitlines() if line.startswith("pseudo-labelling ")]
     assert lines and lines[-1].startswith("pseudo-labelling 100% case 1/1 case3: elapsed"), pseudo.stderr
     assert all("ETA" in line for line in lines) and "\r" not in pseudo.stderr
+
+
+def test_tables_come_as_json_when_asked(trained):
+    project, _, _ = trained
+    (model,) = json.loads(ok(semiseg("models", project, "--json")).stdout)
+    assert (model["id"], model["method"], model["active"]) == (1, "supervised", True)
+    ranking = json.loads(ok(semiseg("next-case", project, "--all", "--json")).stdout)
+    assert [entry["rank"] for entry in ranking] == list(range(1, len(ranking) + 1))
+    assert "case3" in [entry["case"] for entry in ranking]
