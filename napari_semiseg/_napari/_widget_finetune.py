@@ -18,7 +18,7 @@ from __future__ import annotations
 import atexit
 from typing import TYPE_CHECKING, Any
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                             QListWidget, QListWidgetItem, QProgressBar, QPushButton, QScrollArea, QSpinBox,
@@ -31,6 +31,7 @@ from ._finetune_job import CasePools, FineTuneRun, format_param, parse_param
 from ._model_rows import describe_model
 from ._plot import TrainingPlot
 from ._responsiveness import EventLoopProbe, StallReport
+from ._panel_status import PanelStatus
 from ._shared import session_for
 from ._widget_models import ModelsSection
 
@@ -91,7 +92,7 @@ class ParamsForm(QWidget):
         return values
 
 
-class FineTuneWidget(QWidget):
+class FineTuneWidget(PanelStatus, QWidget):
     """Dock widget: recipe, cases, Start / Stop / Resume, live plot, model versions."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
@@ -291,10 +292,6 @@ class FineTuneWidget(QWidget):
             return self.probe.report()
         return self.last_stall_report
 
-    def set_status(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #e06060;" if error else "")
-
     # -- following a run ----------------------------------------------------------------------------------
 
     def _follow(self, run: FineTuneRun, message: str) -> None:
@@ -360,10 +357,6 @@ class FineTuneWidget(QWidget):
         self.models.select(model.id)
         self.set_status(message)
         show_info(message)
-
-    def _report_error(self, message: str) -> None:
-        self.set_status(message, error=True)
-        show_error(message)
 
     # -- keeping in step with the project -----------------------------------------------------------------
 

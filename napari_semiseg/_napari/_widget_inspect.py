@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from napari.layers import Layer
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                             QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -25,6 +25,7 @@ from ..project import GOLD_KINDS
 from ._histogram_plot import SoftLabelHistogramPlot
 from ._inspect import SoftLabelInspection, correct_steps, inspection_key, inspection_layers, load_inspection
 from ._layer_update import update_layer_in_place
+from ._panel_status import PanelStatus
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
@@ -38,7 +39,7 @@ SHORT_NOTE = ("Reconstructed from the PLC-KD abstract and supplement: determinis
 OWNER_KEY = "semiseg_inspection"
 
 
-class SoftLabelInspectionWidget(QWidget):
+class SoftLabelInspectionWidget(PanelStatus, QWidget):
     """Dock widget: before/after soft labels, crossed voxels and histograms of the open case."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
@@ -142,10 +143,6 @@ class SoftLabelInspectionWidget(QWidget):
             on_finished=self._update_enabled)
         self._update_enabled()
         return self.job
-
-    def set_status(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #e06060;" if error else "")
 
     # -- showing -----------------------------------------------------------------------------------
 
@@ -255,10 +252,6 @@ class SoftLabelInspectionWidget(QWidget):
         can_correct = (opened is not None and self.session.has_project and self.inspection is not None
                        and self.session.project.latest_label(opened.case_id, kinds=GOLD_KINDS) is not None)
         self.correct_button.setEnabled(can_correct and not running)
-
-    def _report_error(self, message: str) -> None:
-        self.set_status(message, error=True)
-        show_error(message)
 
 
 __all__ = ["SoftLabelInspectionWidget"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from napari.layers import Image, Labels, Layer
 from napari.utils import Colormap, progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                             QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
@@ -38,6 +38,7 @@ from ._layer_update import update_layer_in_place
 from ._predict_job import (PREDICTION_CONTOUR, ColourRamp, PredictRequest, describe_model_source, describe_prediction,
                            layer_volume, predict_steps, prediction_layers, resolve_model, save_in_project)
 from ._responsiveness import EventLoopProbe, StallReport
+from ._panel_status import JobPanel
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
@@ -56,7 +57,7 @@ MODEL_FILE = "model file"
 RESULT_KEY = "semiseg_model"
 
 
-class PredictWidget(QWidget):
+class PredictWidget(JobPanel, QWidget):
     """Dock widget: model version, options, Predict / Cancel on the case open in the Project panel."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
@@ -227,16 +228,6 @@ class PredictWidget(QWidget):
             layer.visible = True
         self._hidden_results = []
 
-    def cancel(self) -> None:
-        """Stop the running prediction between two window batches (nothing is added)."""
-        if self.job is not None and self.job.running:
-            self.set_status("Cancelling…")
-            self.job.cancel()
-
-    def set_status(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #e06060;" if error else "")
-
     # -- worker callbacks (GUI thread) -----------------------------------------------------------
 
     def _on_report(self, report) -> None:
@@ -300,10 +291,6 @@ class PredictWidget(QWidget):
             self.progress_bar.close()
             self.progress_bar = None
         self._update_enabled()
-
-    def _report_error(self, message: str) -> None:
-        self.set_status(message, error=True)
-        show_error(message)
 
     # -- layers ----------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from ._case_ranking import RANK_COLUMNS, CaseRanking, show_ranks
 from ._import_job import describe_export, describe_import, export_steps, import_steps
 from ._layers import LABEL_VERSION_KEY, image_layer_data, labels_layer_data
 from ._session import OpenedCase, ProjectSession
+from ._panel_status import JobPanel
 from ._shared import session_for, share_session
 from ._tables import bulk_update
 from ._workers import GeneratorJob, describe_error, start_generator_job
@@ -60,7 +61,7 @@ def _reports_errors(method):
     return wrapper
 
 
-class ProjectWidget(QWidget):
+class ProjectWidget(JobPanel, QWidget):
     """Dock widget: project folder, case table, save correction, label history."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer", session: ProjectSession | None = None):
@@ -263,16 +264,6 @@ class ProjectWidget(QWidget):
         self._update_enabled()
         return self.job
 
-    def cancel(self) -> None:
-        """Stop a running import between two cases."""
-        if self.job is not None and self.job.running:
-            self.set_status("Cancelling…")
-            self.job.cancel()
-
-    def set_status(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #e06060;" if error else "")
-
     # -- worker callbacks (GUI thread) ---------------------------------------------------------
 
     def _on_import_step(self, step) -> None:
@@ -309,10 +300,6 @@ class ProjectWidget(QWidget):
             self.progress_bar.close()
             self.progress_bar = None
         self._update_enabled()
-
-    def _report_error(self, message: str) -> None:
-        self.set_status(message, error=True)
-        show_error(message)
 
     def _may_start(self, what: str) -> bool:
         if self.job is not None and self.job.running:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
                             QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
                             QWidget)
@@ -26,6 +26,7 @@ from ._model_rows import describe_model
 from ._pseudo_job import (DEVICES, PseudoLabelRequest, cases_to_pseudo_label, describe_stored_case,
                           describe_summary, pseudo_label_steps)
 from ._predict_job import resolve_model
+from ._panel_status import JobPanel
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
@@ -37,7 +38,7 @@ RESULT_COLUMNS = ("Case", "Foreground", "Mean entropy", "Confidence")
 STEPS_PER_CASE = 100
 
 
-class PseudoLabelWidget(QWidget):
+class PseudoLabelWidget(JobPanel, QWidget):
     """Dock widget: model, device, "Pseudo-label unlabelled cases" / Cancel, the stored cases."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
@@ -141,16 +142,6 @@ class PseudoLabelWidget(QWidget):
         self._update_enabled()
         return self.job
 
-    def cancel(self) -> None:
-        """Stop between two window batches; the cases already stored are kept."""
-        if self.job is not None and self.job.running:
-            self.set_status("Cancelling…")
-            self.job.cancel()
-
-    def set_status(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #e06060;" if error else "")
-
     # -- worker callbacks (GUI thread) -----------------------------------------------------------
 
     def _on_report(self, report) -> None:
@@ -192,10 +183,6 @@ class PseudoLabelWidget(QWidget):
             self.progress_bar = None
         self._refresh_todo()
         self._update_enabled()
-
-    def _report_error(self, message: str) -> None:
-        self.set_status(message, error=True)
-        show_error(message)
 
     def _move_bar(self, fraction: float, description: str) -> None:
         bar = self.progress_bar
