@@ -8,15 +8,12 @@ imports happen inside the functions that need them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from ..errors import SemisegError
 
-#: The LA papers' dense sliding-window step (z, y, x) in voxels (their stride_xy 18, stride_z 4).
-PAPER_STRIDE = (4, 18, 18)
 
 
 # -- arguments ---------------------------------------------------------------------------------
@@ -67,15 +64,6 @@ def load_project_model(project, model_id: int | None):
 
     loaded = load_model_version(project, model_id, device="cpu")
     return loaded.network, loaded.card, loaded.model
-
-
-def prediction_card(card, paper_grid: bool):
-    """The card to predict with: as trained, or with the papers' dense grid."""
-    if not paper_grid:
-        return card
-    inference = dataclasses.replace(card.inference, stride=card.inference.stride or PAPER_STRIDE,
-                                    blending="constant")
-    return card.replace(inference=inference)
 
 
 def check_device(device: str) -> None:

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from ..errors import SemisegError
 from ..workflows.export import ResultNames, write_prediction
+from ..workflows.predict import prediction_card
 from ._common import add_project_argument, format_table, open_project, writable_folder
 from ._engine_common import (StatusLine, add_prediction_arguments, check_cases, check_device, duration,
-                             load_project_model, non_negative_int, prediction_card, require, volume_stem)
+                             load_project_model, non_negative_int, require, volume_stem)
 
 
 def register(subparsers) -> None:

@@ -11,6 +11,8 @@ faces cannot drift apart. No napari, Qt or argparse here.
   with the method's post-processing), ``iter_predict`` / ``predict``, ``save_prediction``.
 - ``volume_files``: the volumes a file or folder given to predict stands for.
 - ``splits``: ``move_cases`` in a user's words (train, validation, test).
+- ``evaluate``: ``EvaluateRequest`` → ``evaluate_model`` (held-out cases, recorded with the model
+  version) and ``evaluate_folders`` (two folders of label files matched by case name).
 - ``models``: a model version's card as a ``ModelCard`` (``card_of``).
 - ``pseudo``: ``PseudoLabelRequest`` → ``cases_to_pseudo_label`` → ``iter_pseudo_labels``.
 """

@@ -82,6 +82,21 @@ def load_model_file(path, *, device: str = "cpu") -> LoadedModel:
                                                                    record.get("config")), None)
 
 
+#: The LA papers' dense sliding window: a stride of 4/18/18 voxels in z/y/x, constant blending.
+PAPER_STRIDE = (4, 18, 18)
+
+
+def prediction_card(card, paper_grid: bool):
+    """The card to predict with: as trained, or on the papers' dense grid (the card's own stride
+    when it has one, else ``PAPER_STRIDE``, with constant blending as the papers average)."""
+    import dataclasses
+    if not paper_grid:
+        return card
+    inference = dataclasses.replace(card.inference, stride=card.inference.stride or PAPER_STRIDE,
+                                    blending="constant")
+    return card.replace(inference=inference)
+
+
 def model_keeps_largest_component(model) -> bool:
     """``engine.methods.keeps_largest_component`` of a ``ModelVersion`` (what a form shows before predicting)."""
     from ..engine.methods import keeps_largest_component
@@ -153,5 +168,5 @@ def save_prediction(project, case_id: str, prediction, model_id: int | None, *, 
                                               model_id=model_id, author=author, note=note, **extra)
 
 
-__all__ = ["LoadedModel", "PredictOptions", "iter_predict", "load_model_file", "load_model_version", "model_keeps_largest_component", "predict",
+__all__ = ["PAPER_STRIDE", "prediction_card", "LoadedModel", "PredictOptions", "iter_predict", "load_model_file", "load_model_version", "model_keeps_largest_component", "predict",
            "resolve_model", "save_prediction"]
