@@ -54,10 +54,6 @@ class NetworkInput:
     input_shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
 
-    @property
-    def resampled(self) -> bool:
-        return tuple(self.image.shape) != tuple(self.input_shape)
-
 
 def _where(volume: Volume) -> str:
     return str(volume.source) if volume.source is not None else "volume"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import product
 
 from monai.data.utils import dense_patch_slices
 
@@ -102,10 +101,6 @@ class WindowGrid:
         steps = [p if s == p else _monai_step(p, o) for s, p, o in zip(padded, self.patch, self.overlap)]
         slices = dense_patch_slices(padded, self.patch, steps)
         return [sorted({s[axis].start for s in slices}) for axis in range(3)]
-
-    def window_origins(self, shape: Triple) -> list[Triple]:
-        """Every window's (z, y, x) start, padded coordinates."""
-        return list(product(*self.axis_starts(shape)))
 
     def count(self, shape: Triple) -> int:
         """Number of windows over a volume of ``shape``."""

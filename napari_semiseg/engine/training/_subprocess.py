@@ -53,10 +53,6 @@ class TrainingProcess:
         self._tail = EventTail(run_dir / EVENTS_FILE)
 
     @property
-    def events_path(self) -> Path:
-        return self.run_dir / EVENTS_FILE
-
-    @property
     def log_path(self) -> Path:
         return self.run_dir / LOG_FILE
 
