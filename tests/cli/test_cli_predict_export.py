@@ -14,6 +14,7 @@ import pytest
 
 from cli_support import SHAPE, blob, image_of, la_root, new_project, ok, semiseg  # noqa: F401 (fixture)
 from data_factory import make_volume
+from napari_semiseg.cli import main
 from napari_semiseg.io import read_volume, write_volume
 from napari_semiseg.project import Project
 
@@ -79,11 +80,13 @@ def test_predict_names_a_bad_file_and_writes_the_good_ones(trained, tmp_path):
     assert summary["failed"] == [str(broken)]
 
 
-def test_predict_without_any_model_is_a_usage_error(tmp_path):
+def test_predict_without_any_model_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SEMISEG_PROJECT", raising=False)
     nifti_folder(tmp_path / "in", ("one",))
-    result = semiseg("predict", "-i", tmp_path / "in", "-o", tmp_path / "out")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--model" in result.stderr and not (tmp_path / "out").exists()
+    code = main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in stderr
+    assert "--model" in stderr and not (tmp_path / "out").exists()
 
 
 def test_export_writes_label_soft_label_and_uncertainty_on_the_image_grid(trained, tmp_path):
