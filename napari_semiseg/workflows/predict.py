@@ -74,12 +74,11 @@ def load_model_file(path, *, device: str = "cpu") -> LoadedModel:
         CardError: the card it records is malformed.
     """
     from ..engine.methods import with_method_postprocessing
-    from ..engine.training import load_model, load_model_weights
+    from ..engine.training import load_model
 
     trained = load_model(path, device=device)
-    _weights, record = load_model_weights(path)  # the run's configuration, which TrainedModel leaves out
-    return LoadedModel(trained.network, with_method_postprocessing(trained.card, trained.method,
-                                                                   record.get("config")), None)
+    return LoadedModel(trained.network, with_method_postprocessing(trained.card, trained.method, trained.config),
+                       None)
 
 
 #: The LA papers' dense sliding window: a stride of 4/18/18 voxels in z/y/x, constant blending.

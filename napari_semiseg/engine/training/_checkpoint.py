@@ -25,7 +25,7 @@ import hashlib
 import io
 import pickle
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,8 @@ class TrainedModel:
         method: the method that trained it.
         iteration: steps it was trained for.
         metrics: what the run recorded (validation Dice...).
+        config: the run's configuration as the file records it (its ``method_params``...);
+            empty for a file that records none.
     """
 
     network: nn.Module
@@ -180,6 +182,7 @@ class TrainedModel:
     method: str
     iteration: int
     metrics: dict
+    config: dict = field(default_factory=dict)
 
 
 def load_model_weights(path: str | Path, *, expected_sha256: str | None = None
@@ -236,7 +239,8 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", network_
         raise TrainingError(f"{path}: the weights do not fit network {spec.name!r} ({str(exc).splitlines()[0]})"
                             ) from None
     network.to(device).eval()
-    return TrainedModel(network, card, record["method"], int(record["iteration"]), dict(record["metrics"]))
+    return TrainedModel(network, card, record["method"], int(record["iteration"]), dict(record["metrics"]),
+                        dict(record.get("config") or {}))
 
 
 __all__ = ["BEST_MODEL_FILE", "CHECKPOINT_FILE", "CHECKPOINT_FORMAT", "MODEL_FILE", "MODEL_FORMAT",
