@@ -129,13 +129,14 @@ def setting_card(setting: dict):
 
 def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, *, iterations: int,
               validate_every: int, seed: int, device: str, init_from: Path | None = None,
-              method_params: dict | None = None, ramps: str = "warm", force: bool = False) -> Path:
+              method_params: dict | None = None, ramps: str = "warm", lr: float | None = None,
+              force: bool = False) -> Path:
     """Train one run into ``run_dir`` unless it already finished; returns the folder.
 
     Every run of a setting shares the card's optimiser, learning rate and schedule over its own
     ``iterations``; ``method_params`` are added to the method's defaults and ramps: fitted to
     the run (``Method.schedule_for``), the consistency-weight ramps dropped for a run from M0
-    when ``ramps`` is ``"warm"`` (``warm_start``).
+    when ``ramps`` is ``"warm"`` (``warm_start``); ``lr`` replaces the card's learning rate.
     """
     from napari_semiseg.engine.methods import get_method
     from napari_semiseg.engine.training import TrainConfig, train
@@ -150,6 +151,8 @@ def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, 
                                    iterations=iterations, validate_every=validate_every, checkpoint_every=0,
                                    log_every=10, seed=seed, device=device, cache_volumes=len(cases),
                                    init_from=None if init_from is None else str(init_from))
+    if lr is not None:
+        config = config.replace(lr=lr)
     started = time.perf_counter()
     result = train(config, training_data(cases, n_labeled, setting["downsample"]))
     print(f"[finetune_gain] {run_dir}: {result.status} after {result.iteration} steps in "
@@ -171,7 +174,7 @@ def plc_kd_params(m0_run: Path, run_dir: Path, n_labeled: int, cases, setting: d
 
 def runs_of_seed(n_labeled: int, seed: int, methods: Sequence[str], cases, setting: dict, out: Path, *,
                  m0_iterations: int, iterations: int, validate_every: int, device: str, ramps: str,
-                 force: bool) -> dict[str, Path]:
+                 finetune_lr: float | None = None, force: bool) -> dict[str, Path]:
     """M0, then the control and each method from M0's weights: {name: run folder}."""
     def folder(name):
         return run_folder(out, n_labeled, seed, name)
@@ -186,7 +189,7 @@ def runs_of_seed(n_labeled: int, seed: int, methods: Sequence[str], cases, setti
         # A retrained M0 makes every run that started from it stale.
         runs[name] = train_run(folder(name), method, n_labeled, cases, setting, iterations=iterations,
                                validate_every=validate_every, seed=seed, device=device, init_from=start,
-                               method_params=params, ramps=ramps,
+                               method_params=params, ramps=ramps, lr=finetune_lr,
                                force=force or _older_than(folder(name), start))
     return runs
 
@@ -347,7 +350,8 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
         methods: Sequence[str] = DEFAULT_METHODS, seeds: int | None = None, m0_iterations: int | None = None,
         iterations: int | None = None, validate_every: int | None = None, eval_root: str | None = None,
         eval_list: str | None = None, device: str | None = None, ramps: str = "warm", force: bool = False,
-        out: Path | None = None, max_cases: int | None = None, first_seed: int = FIRST_SEED) -> list[dict]:
+        out: Path | None = None, max_cases: int | None = None, first_seed: int = FIRST_SEED,
+        finetune_lr: float | None = None) -> list[dict]:
     """Train and evaluate every (N, seed) group of runs; returns the summary rows.
 
     ``max_cases`` keeps only the first cases of the list plus the validation split (smoke tests).
@@ -376,7 +380,7 @@ def run(shared_data: str | Path, *, setting: str = "cpu", labeled: Sequence[int]
         for seed in seed_list:
             runs = runs_of_seed(n, seed, methods, cases, settings, out, m0_iterations=m0_iterations,
                                 iterations=iterations, validate_every=validate_every, device=device, ramps=ramps,
-                                force=force)
+                                finetune_lr=finetune_lr, force=force)
             for name, run_dir in runs.items():
                 for split, eval_cases in splits:
                     rows = evaluate_run(run_dir, eval_cases, settings["downsample"], device)
@@ -437,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ramps", choices=("warm", "fitted"), default="warm",
                         help="consistency-weight ramps of the fine-tuning runs: dropped, since they start from a "
                              "trained M0 (warm, default), or fitted to the K steps as from scratch")
+    parser.add_argument("--finetune-lr", type=float, default=None,
+                        help="learning rate of every fine-tuning run, control included (default: the card's)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
@@ -451,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run(args.shared_data, setting=args.setting, labeled=args.labeled, methods=args.methods, seeds=args.seeds,
         m0_iterations=args.m0_iterations, iterations=args.iterations, validate_every=args.validate_every,
         eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, ramps=args.ramps, force=args.force,
-        first_seed=args.first_seed)
+        first_seed=args.first_seed, finetune_lr=args.finetune_lr)
 
 
 if __name__ == "__main__":
