@@ -31,8 +31,11 @@ def shared_data(request) -> Path:
 
 
 @pytest.fixture(scope="session")
-def screenshots_dir() -> Path:
-    """GUI tests leave their screenshots here; the README shows them."""
-    folder = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def screenshots_dir(tmp_path_factory) -> Path:
+    """GUI tests leave their screenshots here, for a person to look at after a failure.
+
+    A temporary folder, so that a test run leaves the working tree as it found it; the README's
+    pictures are made on purpose from real LA volumes (``python -m napari_semiseg.demo
+    --screenshots docs/screenshots``).
+    """
+    return tmp_path_factory.mktemp("screenshots")

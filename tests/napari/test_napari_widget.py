@@ -2,7 +2,7 @@
 
 Each test drives the panel through its buttons, paints with the Labels layer's own paint API
 and checks the result in the catalogue through a second, independent ``Project`` connection.
-Screenshots of the whole window go to docs/screenshots/ for the README.
+Screenshots of the whole window go to a temporary folder (``screenshots_dir``), to look at after a failure.
 """
 
 from __future__ import annotations
