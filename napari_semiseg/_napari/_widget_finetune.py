@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 #: How often the child's events are read, in milliseconds.
 POLL_INTERVAL_MS = 250
 FRESH = "fresh network"
+#: The least height of the panel's scrolled form, in pixels. Docked under the Project panel in a
+#: 1400×900 window, the dock would otherwise shrink to its title bar (the scroll area asks for
+#: nothing); this keeps several form rows in view and still leaves the Project panel its
+#: five case rows.
+MIN_FORM_HEIGHT = 220
 
 
 class ParamsForm(QWidget):
@@ -192,6 +197,7 @@ class FineTuneWidget(PanelStatus, QWidget):
         # A short window scrolls the panel rather than squeezing the plot under its neighbours.
         self.scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.scroll.setMinimumHeight(MIN_FORM_HEIGHT)
         self.scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
