@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from napari.layers import Layer
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                            QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QFrame, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                            QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..engine.pseudo import METHOD_LABEL, RECONSTRUCTION_NOTE
 from ..errors import SemisegError
@@ -37,6 +37,10 @@ SHORT_NOTE = ("Reconstructed from the PLC-KD abstract and supplement: determinis
               "paper's learned assistants, then a forcing step (hover for details).")
 #: Marks the layers this panel owns, so that it removes only those.
 OWNER_KEY = "semiseg_inspection"
+#: The least height of the panel's scrolled content, in pixels: docked under the Project panel in
+#: a 1400×900 window, Qt squeezed the panel below its content and cut the histograms' x axis off;
+#: now the panel scrolls, and keeps the button and most of the histograms in view.
+MIN_VIEW_HEIGHT = 220
 
 
 class SoftLabelInspectionWidget(PanelStatus, QWidget):
@@ -96,9 +100,17 @@ class SoftLabelInspectionWidget(PanelStatus, QWidget):
         box_layout.addWidget(self.counts_table)
         box_layout.addWidget(self.steps_label)
 
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(box, stretch=1)
         layout.addWidget(self.status_label)
+        self.scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.scroll.setMinimumHeight(MIN_VIEW_HEIGHT)
+        self.scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
         self.correct_button.clicked.connect(lambda _checked=False: self.correct())
 
     # -- actions ---------------------------------------------------------------------------------

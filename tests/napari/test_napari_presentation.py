@@ -5,11 +5,15 @@ slider named after its axis, and tooltips a clinician can read.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from qtpy.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QLineEdit, QListWidget,
                             QTableWidget, QWidget)
 
+from napari_semiseg.engine.pseudo import correct_case_soft_label
+from napari_semiseg.project import Project
 from napari_panel_support import build_project, dock
+from soft_label_panel_support import phantom_truth, store_teacher
 
 pytestmark = pytest.mark.gui
 
@@ -74,3 +78,50 @@ def test_every_fine_tune_control_can_be_scrolled_into_full_view_at_1400x900(
     while dock_widget.parentWidget() is not window:
         dock_widget = dock_widget.parentWidget()
     assert window.rect().contains(dock_widget.geometry()), "the dock lies inside the window"
+
+
+def _fully_in_view(widget: QWidget, viewport: QWidget) -> bool:
+    top_left = widget.mapTo(viewport, widget.rect().topLeft())
+    bottom_right = widget.mapTo(viewport, widget.rect().bottomRight())
+    return viewport.rect().contains(top_left) and viewport.rect().contains(bottom_right)
+
+
+def test_the_soft_label_histograms_show_both_axes_whole_at_1400x900(laptop_viewer, project_folder, qtbot):
+    case = "la_phantom_02"
+    with Project.open(project_folder) as project:
+        store_teacher(project, case)
+        project.save_label(case, phantom_truth(case).astype(np.uint8), "corrected")
+        correct_case_soft_label(project, case)
+    viewer = laptop_viewer
+    project_panel = dock(viewer, "Project")
+    panel = dock(viewer, "Soft-label correction")  # stacked under Project, as the Plugins menu docks it
+    project_panel.open_project(project_folder)
+    project_panel.open_case(case)
+    qtbot.waitUntil(lambda: panel.plot.histograms is not None, timeout=10_000)
+    panel.scroll.ensureWidgetVisible(panel.plot, 0, 0)
+    _settle(qtbot)
+    window = viewer.window._qt_window
+    assert (window.width(), window.height()) == WINDOW, "the docked panels fit the window"
+
+    plot = panel.plot
+    assert plot.canvas.height() >= plot.canvas.minimumHeight(), "the layout gives the figure its height"
+    assert _fully_in_view(plot.canvas, panel.scroll.viewport()), "scrolled to, the whole figure is in view"
+    figure = plot.figure
+    assert (round(figure.bbox.width), round(figure.bbox.height)) == (plot.canvas.width(), plot.canvas.height())
+    plot.canvas.draw()
+    renderer = plot.canvas.get_renderer()
+    for stage, ax in plot.axes.items():
+        assert ax.get_xlabel() == "foreground probability", stage
+        assert ax.get_xlim() == (0.0, 1.0)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.5", "1"]
+        assert ax.get_yscale() == "log"
+        # Every piece of the axes (tick numbers, axis names, title) lies inside the drawn figure.
+        box = ax.get_tightbbox(renderer)
+        assert figure.bbox.x0 <= box.x0 and box.x1 <= figure.bbox.x1, stage
+        assert figure.bbox.y0 <= box.y0 and box.y1 <= figure.bbox.y1, stage
+    left = plot.axes["before"]
+    assert left.get_ylabel() == "voxel count"
+    numbers = [t.get_text() for t in left.get_yticklabels() if t.get_text()
+               and left.get_ylim()[0] <= t.get_position()[1] <= left.get_ylim()[1]]
+    assert len(numbers) >= 2 and "1" in numbers, numbers
+    assert plot.legend_texts() == ["gold background", "gold foreground"]
