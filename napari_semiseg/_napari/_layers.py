@@ -27,6 +27,9 @@ LayerDataTuple = tuple  # (data, kwargs, "image" | "labels")
 
 #: Soft-tissue window (level 40 HU, width 400 HU) used for CT instead of percentiles.
 CT_WINDOW = (-160.0, 240.0)
+#: The names napari gives the axes of every layer placed here (the slice slider shows "z"; by
+#: default napari names them "-3", "-2", "-1").
+AXIS_LABELS = ("z", "y", "x")
 
 
 def layer_metadata(geometry: Geometry, source: str | Path | None = None, **extra) -> dict:
@@ -39,7 +42,7 @@ def layer_metadata(geometry: Geometry, source: str | Path | None = None, **extra
 
 
 def placement(geometry: Geometry) -> dict:
-    """napari ``scale``/``translate``/``affine`` keyword arguments for a (z, y, x) grid.
+    """napari ``scale``/``translate``/``affine``/``axis_labels`` keyword arguments for a (z, y, x) grid.
 
     ``scale`` and ``translate`` are the spacing and the origin. The direction cosines go into
     ``affine`` when they flip axes (NIfTI files stored in RAS read as diag(−1, −1, 1) in ITK's
@@ -48,7 +51,7 @@ def placement(geometry: Geometry) -> dict:
     does, instead of an upside-down CT. Other directions (axis permutations, oblique grids)
     would make napari slice off the axes, so they stay undrawn: the image shows as stored.
     """
-    kwargs = {"scale": tuple(geometry.spacing), "translate": tuple(geometry.origin)}
+    kwargs = {"scale": tuple(geometry.spacing), "translate": tuple(geometry.origin), "axis_labels": AXIS_LABELS}
     flips = axis_flips(geometry)
     if flips is not None and any(sign < 0 for sign in flips):
         affine = np.eye(4)

@@ -125,3 +125,14 @@ def test_the_soft_label_histograms_show_both_axes_whole_at_1400x900(laptop_viewe
                and left.get_ylim()[0] <= t.get_position()[1] <= left.get_ylim()[1]]
     assert len(numbers) >= 2 and "1" in numbers, numbers
     assert plot.legend_texts() == ["gold background", "gold foreground"]
+
+
+def test_the_slice_slider_is_named_after_its_axis(laptop_viewer, project_folder, qtbot):
+    viewer = laptop_viewer
+    project_panel = dock(viewer, "Project")
+    project_panel.open_project(project_folder)
+    project_panel.open_case("la_phantom_00")
+    _settle(qtbot)
+    assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")
+    slider = viewer.window._qt_viewer.dims.slider_widgets[0]
+    assert slider.isVisible() and slider.axis_label.text() == "z", "not napari's '-3'"
