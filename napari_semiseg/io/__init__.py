@@ -19,7 +19,9 @@ from ._volume import IDENTITY_DIRECTION, Geometry, Volume
 #: ``Volume`` and atomic writes from here, and a machine that only trains and predicts on
 #: arrays (a GPU box without SimpleITK, ``benchmarks/gpu_check.py``) can then do without it.
 _SIMPLEITK_BACKED = {"list_dicom_series": "._dicom", "read_label": "._read", "read_volume": "._read",
-                     "write_label": "._write", "write_volume": "._write"}
+                     "write_label": "._write", "write_volume": "._write",
+                     "dicom_series_files": "._dicom_headers", "read_dicom_headers": "._dicom_headers",
+                     "headers_to_json": "._dicom_headers", "headers_from_json": "._dicom_headers"}
 
 
 def __getattr__(name: str):
@@ -31,8 +33,9 @@ __all__ = [
     "IDENTITY_DIRECTION", "LA_CASE_FILE", "LA_SPACING_MM", "LA_TRAINING_FOLDER",
     "SUFFIX_FORMATS", "WRITABLE_SUFFIXES", "Geometry", "GeometryMismatchError",
     "VolumeError", "LACase", "Volume", "atomic_path",
-    "atomic_write_bytes", "check_finite", "detect_format",
-    "fsync_directory", "holds_la_image", "la_case_paths", "label_storage_dtype", "list_dicom_series",
-    "read_case_list", "read_label", "read_volume", "validate_label", "write_label",
+    "atomic_write_bytes", "check_finite", "detect_format", "dicom_series_files",
+    "fsync_directory", "headers_from_json", "headers_to_json", "holds_la_image", "la_case_paths",
+    "label_storage_dtype", "list_dicom_series",
+    "read_case_list", "read_dicom_headers", "read_label", "read_volume", "validate_label", "write_label",
     "write_volume",
 ]

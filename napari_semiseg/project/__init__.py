@@ -6,6 +6,7 @@ every write puts its file in place atomically before one transaction records it,
 process or two processes at once leave the project consistent.
 """
 
+from ._dicom_sources import DicomSource
 from ._files import FOLDERS
 from ._import_folder import LABEL_SUFFIXES, case_id_of, import_folder
 from ._import_la import import_la
@@ -20,8 +21,8 @@ from ._soft_codec import (ENCODING as SOFT_LABEL_ENCODING, MAX_ERROR as SOFT_LAB
 
 __all__ = [
     "DB_NAME", "FOLDERS", "GOLD_KINDS", "LABEL_KINDS", "LABEL_SUFFIXES", "SCHEMA_VERSION", "SOFT_LABEL_ENCODING",
-    "SOFT_LABEL_KINDS", "SOFT_LABEL_MAX_ERROR", "SPLITS", "Case", "CaseSummary", "ImportProgress",
-    "ImportReport", "LabelVersion", "ModelVersion", "Project", "RefusedFile", "RunRecord", "SoftLabel",
+    "SOFT_LABEL_KINDS", "SOFT_LABEL_MAX_ERROR", "SPLITS", "Case", "CaseSummary", "DicomSource",
+    "ImportProgress", "ImportReport", "LabelVersion", "ModelVersion", "Project", "RefusedFile", "RunRecord", "SoftLabel",
     "SoftLabelStats", "UncertaintySummary", "case_id_of", "decode_soft_label", "encode_soft_label",
     "import_folder", "import_la", "summarise_soft_label",
 ]

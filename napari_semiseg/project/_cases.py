@@ -13,6 +13,7 @@ from ..io._atomic import atomic_path
 from ..io._data_files import external_data_files
 from ..io._formats import detect_format
 from ..io._volume import Geometry
+from ._dicom_sources import series_headers
 from ._files import check_case_id, unique_stem, utc_now
 from ._json import dumps, loads
 from ._records import Case, CaseSummary
@@ -34,6 +35,8 @@ class CaseStore:
             split: one of ``SPLITS``.
             copy: copy the image into the project (``images/<case>/<unique>/``, with the data
                 files a MetaImage/NRRD header names) instead of referencing it where it lies.
+                A DICOM series' headers (no pixel data) are kept either way, for DICOM-SEG
+                export (``_dicom_sources``).
             volume: the image as ``io.read_volume`` returned it, when the caller has read it
                 already; read here otherwise. Either way every voxel has been read and checked
                 (complete, finite, real numbers) before anything is added, so that a damaged
@@ -55,6 +58,7 @@ class CaseStore:
         if existing is not None:
             return self._same_case_or_raise(existing, source)
         geometry = (volume if volume is not None else read_volume(source)).geometry
+        dicom_headers = series_headers(source)  # read before the write lock is taken
         with self._db.write() as conn:
             # Another process may have added it since the check above.
             existing = self._case_or_none(case_id)
@@ -65,6 +69,8 @@ class CaseStore:
                 "INSERT INTO cases (id, image_path, geometry, modality, split, created) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (case_id, stored, dumps(geometry.to_dict()), modality, split, utc_now()))
+            if dicom_headers is not None:
+                self._keep_dicom_headers(conn, case_id, dicom_headers)
         return self.case(case_id)
 
     def _same_case_or_raise(self, existing: Case, source: Path) -> Case:

@@ -89,15 +89,16 @@ class Maintenance:
         rows = self._db.query("SELECT path FROM label_versions UNION ALL "
                               "SELECT path FROM soft_labels UNION ALL "
                               "SELECT checkpoint_path FROM models UNION ALL "
-                              "SELECT image_path FROM cases")
+                              "SELECT image_path FROM cases UNION ALL "
+                              "SELECT headers_path FROM dicom_sources")
         return {self._absolute(row[0]) for row in rows}
 
     def check(self) -> list[str]:
         """Everything wrong with the project, as messages; empty when all is well.
 
         Checks the catalogue (SQLite integrity, foreign keys), that every label version, soft
-        label and model version file exists with the recorded SHA-256, and that every image
-        exists.
+        label, model version and kept DICOM headers file exists with the recorded SHA-256, and
+        that every image exists.
 
         Raises:
             ProjectError: the catalogue file is damaged: what it lists cannot be trusted.
@@ -121,6 +122,10 @@ class Maintenance:
             path = self.case(case_id).image_path
             if not path.exists():
                 problems.append(f"{path}: image of case {case_id!r} is missing")
+            dicom = self.dicom_source(case_id)
+            if dicom is not None:
+                problems += _file_problem(dicom.headers_path, dicom.sha256,
+                                          f"the DICOM headers of case {case_id!r}")
         return problems
 
 

@@ -6,6 +6,8 @@ Layout::
       project.db                      SQLite catalogue (WAL: -wal and -shm files beside it)
       images/<case>/<unique>/<file>   images copied in (``add_case(copy=True)``); the others
                                       are referenced where they lie
+      images/<case>/<unique>-dicom-headers.json
+                                      a DICOM series' headers, no pixels (DICOM-SEG export)
       labels/<case>/<unique>.nii.gz   every label version, one file each
       labels/<case>/soft-<unique>.npz every soft label (8-bit class probabilities)
       models/<unique>/<checkpoint>    every model version's weights
@@ -31,6 +33,7 @@ from pathlib import Path
 from ..errors import ProjectError
 from ._cases import CaseStore
 from ._db import Database
+from ._dicom_sources import DicomSourceStore
 from ._files import FOLDERS
 from ._labels import LabelStore
 from ._maintenance import Maintenance
@@ -44,7 +47,8 @@ from ._soft_labels import SoftLabelStore
 DB_NAME = "project.db"
 
 
-class Project(CaseStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maintenance, PortablePaths):
+class Project(CaseStore, DicomSourceStore, LabelStore, SoftLabelStore, ModelStore, RunStore, Maintenance,
+              PortablePaths):
     """A project folder and its catalogue. Safe to share between threads and processes.
 
     Use ``Project.create(folder)`` or ``Project.open(folder)``, not the constructor. A project

@@ -133,7 +133,20 @@ _VERSION_3 = [
     "ALTER TABLE runs ADD COLUMN process_start TEXT",
 ]
 
-MIGRATIONS: list[list[str]] = [_VERSION_1, _VERSION_2, _VERSION_3]
+# Version 4: the source series of a case read from DICOM: its UID and the headers of its files
+# without pixel data (one DICOM JSON file in the project), which a DICOM-SEG export references
+# even after the series has moved or been deleted.
+_VERSION_4 = [
+    """CREATE TABLE dicom_sources (
+        case_id TEXT PRIMARY KEY REFERENCES cases(id),
+        series_uid TEXT NOT NULL,
+        instances INTEGER NOT NULL,
+        headers_path TEXT NOT NULL UNIQUE,   -- relative to the project
+        sha256 TEXT NOT NULL
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -126,7 +126,7 @@ def write_dicom_series(folder: str | Path, volume: Volume, series_uid: str | Non
     """One DICOM file per z-slice of ``volume`` (as int16) in ``folder``, as a scanner writes them.
 
     Each slice carries what a reader needs to rebuild the volume: SeriesInstanceUID,
-    ImagePositionPatient (its voxel (0, 0, k) in mm), ImageOrientationPatient (the first two
+    FrameOfReferenceUID, ImagePositionPatient (its voxel (0, 0, k) in mm), ImageOrientationPatient (the first two
     columns of the direction), InstanceNumber and PixelSpacing (from the slice's spacing).
     The z spacing is implied by the positions, as in real series.
     """
@@ -145,6 +145,7 @@ def write_dicom_series(folder: str | Path, volume: Volume, series_uid: str | Non
             "0008|0060": "MR",
             "0020|000d": study_uid,
             "0020|000e": series_uid,
+            "0020|0052": f"{study_uid}.0",  # FrameOfReferenceUID: scanners write one; a DICOM-SEG needs it
             "0008|0018": f"{series_uid}.{k + 1}",
             "0020|0013": str(k + 1),
             "0020|0032": "\\".join(f"{v:.10g}" for v in position),
