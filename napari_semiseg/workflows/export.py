@@ -10,7 +10,9 @@ direction written unchanged):
 - ``<name>_mcvariance.nii.gz``: with MC dropout, the variance of the foreground probability.
 
 ``write_prediction`` writes a ``Prediction`` (``semiseg infer --out``); ``export_case`` writes
-what a project holds for a case (the Project panel's Export, ``semiseg export``).
+what a project holds for a case (the Project panel's Export, ``semiseg export``); for a case read
+from DICOM it can write the label as a DICOM-SEG instead, ``<name>_label.dcm``, referencing the
+source series (``export_dicom_seg``); soft label and uncertainty stay NIfTI.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from ..errors import ProjectError
 
 #: What can be exported, in the order the files are written; each is also the file's name ending.
 EXPORT_KINDS: tuple[str, ...] = ("label", "softlabel", "uncertainty")
-#: The one format written: what every viewer and planning tool reads.
+#: The format written: what every viewer and planning tool reads.
 EXPORT_SUFFIX = ".nii.gz"
+#: How a label can be written: NIfTI, or (for a case read from DICOM) a DICOM-SEG.
+LABEL_FORMATS: tuple[str, ...] = ("nifti", "dicom-seg")
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ def export_path(folder: str | Path, case_id: str, kind: str) -> Path:
 
 
 def export_case(project, case_id: str, folder: str | Path, kinds=EXPORT_KINDS,
-                version_id: int | None = None) -> ExportReport:
+                version_id: int | None = None, label_format: str = "nifti",
+                segment_label: str | None = None) -> ExportReport:
     """Write ``kinds`` of a case into ``folder`` (created when missing), replacing earlier exports.
 
     Args:
@@ -89,26 +94,51 @@ def export_case(project, case_id: str, folder: str | Path, kinds=EXPORT_KINDS,
         kinds: a subset of ``EXPORT_KINDS``.
         version_id: the label version to export (one of this case's); None: the newest. Its
             soft label is the one saved with it, else the case's newest.
+        label_format: one of ``LABEL_FORMATS``; "dicom-seg" writes the label as
+            ``<case>_label.dcm`` referencing the series the case was read from.
+        segment_label: the DICOM-SEG's name for the labelled structure
+            (``export_dicom_seg.DEFAULT_SEGMENT_LABEL`` when None).
 
     Returns:
         The ``ExportReport``: the files written, and the kinds the case has nothing for yet
         (no label version, or no soft label: predict or pseudo-label the case first).
 
     Raises:
-        ProjectError: an unknown kind or case, or the case has none of the kinds asked for.
+        ProjectError: an unknown kind, case or label format, the case has none of the kinds asked
+            for, or a DICOM-SEG of a case not read from DICOM ("case C: not read from DICOM;
+            export NIfTI instead") or of a series that does not lie on the case's grid.
         VolumeError: a file could not be written (the destination is then untouched).
     """
     kinds = _checked_kinds(kinds)
+    dicom_seg = _checked_label_format(label_format) == "dicom-seg"
+    if dicom_seg:
+        from .export_dicom_seg import require_dicom_case
+        require_dicom_case(project, case_id)
     geometry = project.case(case_id).geometry
     report = ExportReport(case_id)
-    arrays = _case_arrays(project, case_id, kinds, report, _chosen_version(project, case_id, version_id))
+    version = _chosen_version(project, case_id, version_id)
+    arrays = _case_arrays(project, case_id, kinds, report, version)
     if not arrays:
         raise ProjectError(f"case {case_id}: nothing to export ({'; '.join(report.missing.values())})")
+    seg = None
+    if dicom_seg and "label" in arrays:
+        # Built before anything is written: a series that does not fit leaves the folder as it was.
+        from .export_dicom_seg import build_dicom_seg
+        seg = build_dicom_seg(project, case_id, version, arrays.pop("label"), segment_label)
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
+    if seg is not None:
+        from .export_dicom_seg import dicom_seg_path, write_dicom_seg
+        report.written["label"] = write_dicom_seg(seg, dicom_seg_path(folder, case_id))
     for kind, array in arrays.items():
         report.written[kind] = _write(export_path(folder, case_id, kind), kind, array, geometry)
     return report
+
+
+def _checked_label_format(label_format: str) -> str:
+    if label_format not in LABEL_FORMATS:
+        raise ProjectError(f"cannot write a label as {label_format!r}: choose among {', '.join(LABEL_FORMATS)}")
+    return label_format
 
 
 def _checked_kinds(kinds) -> tuple[str, ...]:
@@ -170,4 +200,4 @@ def _write(path: Path, kind: str, array: np.ndarray, geometry) -> Path:
     return write_volume(path, Volume(np.asarray(array, dtype=np.float32), geometry))
 
 
-__all__ = ["EXPORT_KINDS", "EXPORT_SUFFIX", "ExportReport", "ResultNames", "export_case", "export_path", "write_prediction"]
+__all__ = ["EXPORT_KINDS", "EXPORT_SUFFIX", "LABEL_FORMATS", "ExportReport", "ResultNames", "export_case", "export_path", "write_prediction"]
