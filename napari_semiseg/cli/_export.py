@@ -5,6 +5,9 @@ Files are named after the case (``<case>_label.nii.gz``, ``<case>_softlabel.nii.
 ``--kind all`` (the default) writes what the case has: a gold label has no soft label, which is
 said on stderr and is no failure; asking for ``--kind soft`` or ``uncertainty`` where none exists
 is (exit 1), as is a case whose stored files cannot be read (the other cases are still exported).
+``--format dicom-seg`` writes the label of a case read from DICOM as ``<case>_label.dcm``, a
+DICOM-SEG referencing its source series (the soft label and uncertainty stay NIfTI); a case not
+read from DICOM is a user error (exit 2) before anything is written.
 """
 
 from __future__ import annotations
@@ -38,8 +41,11 @@ def register(subparsers) -> None:
                         help="what to write (default all: what the case has)")
     parser.add_argument("--version", type=int, metavar="ID", help="the label version to export (one --case)")
     parser.add_argument("-o", "--out", required=True, metavar="FOLDER", help="the folder to write into (created)")
-    parser.add_argument("--format", choices=("nifti",), default="nifti",
-                        help="nifti (DICOM-SEG is not written yet)")
+    parser.add_argument("--format", choices=("nifti", "dicom-seg"), default="nifti",
+                        help="how to write the label: nifti (default), or dicom-seg for cases read from DICOM: "
+                             "<case>_label.dcm referencing the source series (soft label and uncertainty stay NIfTI)")
+    parser.add_argument("--segment-label", metavar="NAME",
+                        help="with --format dicom-seg: the labelled structure's name (default: left atrium)")
     parser.add_argument("--json", action="store_true", help="print what was written as JSON instead of a table")
     parser.set_defaults(handler=run_export)
 
@@ -49,10 +55,16 @@ def run_export(args: argparse.Namespace) -> int:
 
     require(args.version is None or (args.cases is not None and len(args.cases) == 1),
             "--version names one label version: give it with a single --case")
+    require(args.segment_label is None or args.format == "dicom-seg",
+            "--segment-label names the structure in a DICOM-SEG: give it with --format dicom-seg")
     out = writable_folder(args.out, "--out")
     kinds = EXPORT_KINDS if args.kind == "all" else (_EXPORT_KIND[args.kind],)
     with open_project(args.project) as project:
         case_ids = _cases(project, args)
+        if args.format == "dicom-seg":
+            from ..workflows.export_dicom_seg import require_dicom_case
+            for case_id in case_ids:
+                require_dicom_case(project, case_id)  # a user error, before anything is written
         exported, failed = _export_each(project, case_ids, out, kinds, args)
     _print(exported, args.json)
     if failed:
@@ -77,7 +89,8 @@ def _export_each(project, case_ids, out, kinds, args) -> tuple[list, list[str]]:
     exported, failed = [], []
     for case_id in case_ids:
         try:
-            result = export_case(project, case_id, out, kinds, version_id=args.version)
+            result = export_case(project, case_id, out, kinds, version_id=args.version,
+                                 label_format=args.format, segment_label=args.segment_label)
         except SemisegError as error:
             print(f"semiseg: {error}", file=sys.stderr)
             failed.append(case_id)
