@@ -25,14 +25,15 @@ def import_steps(root: str | Path, paths: Sequence[str | Path], *, modality: str
         return (yield from iter_import(project, items, modality=modality, copy=copy, should_stop=should_stop))
 
 
-def export_steps(root: str | Path, case_id: str, folder: str | Path) -> Generator:
-    """``workflows.export.export_case`` of every kind; returns its ``ExportReport``."""
+def export_steps(root: str | Path, case_id: str, folder: str | Path, *, label_format: str = "nifti",
+                 segment_label: str | None = None) -> Generator:
+    """``workflows.export.export_case`` of every kind, the label as ``label_format``; returns its ``ExportReport``."""
     from ..project import Project
     from ..workflows.export import export_case
 
     yield f"Exporting {case_id}"
     with Project.open(root) as project:
-        return export_case(project, case_id, folder)
+        return export_case(project, case_id, folder, label_format=label_format, segment_label=segment_label)
 
 
 def describe_export(report) -> str:

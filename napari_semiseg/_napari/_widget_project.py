@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog
 
 from ..errors import ProjectError, SemisegError
 from ..project import SPLITS
+from ..workflows.export_dicom_seg import DEFAULT_SEGMENT_LABEL, is_from_dicom
 from . import _shortcuts
 from ._case_ranking import RANK_COLUMNS, CaseRanking, show_ranks
 from ._import_job import describe_export, describe_import, export_steps, import_steps
@@ -45,6 +46,8 @@ SPLIT_HINTS = {"labelled": "trains the model with its label",
                "validation": "measures each fine-tuned model; never trained on",
                "test": "kept out of training and validation"}
 MODALITIES = ("MR", "CT")
+#: How Export writes the label: ``workflows.export.LABEL_FORMATS`` as the user reads them.
+LABEL_FORMAT_NAMES = {"NIfTI": "nifti", "DICOM-SEG": "dicom-seg"}
 HISTORY_COLUMNS = ("Version", "Kind", "Parent", "Changed", "Author", "Saved")
 
 
@@ -117,7 +120,12 @@ class ProjectWidget(JobPanel, QWidget):
         self.cancel_button.setToolTip("Stop the import after the case being read; the cases before it stay")
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Write the open case's label, soft label and uncertainty as NIfTI files "
-                                      "named after the case into a folder you choose")
+                                      "named after the case into a folder you choose (the label as a DICOM-SEG "
+                                      "when chosen below)")
+        self.label_format_combo = QComboBox()
+        self.label_format_combo.addItems(LABEL_FORMAT_NAMES)
+        self.segment_edit = QLineEdit(DEFAULT_SEGMENT_LABEL)
+        self.segment_edit.setToolTip("The structure the label outlines, as the DICOM-SEG names it")
         self.history_table.setToolTip("Double-click a version to open it into the labels layer; "
                                       "'Changed' counts voxels that differ from the parent")
 
@@ -139,10 +147,13 @@ class ProjectWidget(JobPanel, QWidget):
         for widget in (self.import_files_button, self.import_folder_button, self.modality_combo,
                        self.copy_check, self.cancel_button):
             import_row.addWidget(widget)
+        export_row = QHBoxLayout()
+        for widget in (QLabel("Export the label as"), self.label_format_combo, QLabel("of"), self.segment_edit):
+            export_row.addWidget(widget)
 
         layout = QVBoxLayout(self)
         layout.addWidget(_group("Project", folder_row))
-        layout.addWidget(_group("Cases", import_row, self.cases_table, case_buttons), stretch=3)
+        layout.addWidget(_group("Cases", import_row, self.cases_table, case_buttons, export_row), stretch=3)
         layout.addWidget(_group("Label history of the open case", self.history_table,
                                 self.open_version_button), stretch=2)
         layout.addWidget(self.status_label)
@@ -160,6 +171,7 @@ class ProjectWidget(JobPanel, QWidget):
         self.import_folder_button.clicked.connect(lambda _checked=False: self._choose_import(files=False))
         self.cancel_button.clicked.connect(lambda _checked=False: self.cancel())
         self.export_button.clicked.connect(lambda _checked=False: self._choose_export_folder())
+        self.label_format_combo.currentIndexChanged.connect(lambda _index: self._update_enabled())
         self.history_table.cellDoubleClicked.connect(
             lambda row, _col: self.open_version(self._row_id(self.history_table, row)))
         self._update_enabled()
@@ -246,7 +258,11 @@ class ProjectWidget(JobPanel, QWidget):
         return self.job
 
     def export_case(self, folder: str | Path) -> GeneratorJob | None:
-        """Write the open case's label, soft label and uncertainty into ``folder``, in a worker."""
+        """Write the open case's label, soft label and uncertainty into ``folder``, in a worker.
+
+        The label as the format combo says: NIfTI, or a DICOM-SEG (offered for a case read from
+        DICOM) naming the structure the segment field holds; soft label and uncertainty as NIfTI.
+        """
         if not self._may_start("an export"):
             return None
         opened = self.session.opened
@@ -256,9 +272,12 @@ class ProjectWidget(JobPanel, QWidget):
         if self.labels_layer is not None and self.session.unsaved_voxels(np.asarray(self.labels_layer.data)):
             show_warning(f"Case {opened.case_id}: unsaved corrections are not exported; save them first")
         root = self.session.project.root
+        label_format = LABEL_FORMAT_NAMES[self.label_format_combo.currentText()]
+        segment_label = self.segment_edit.text()
         self.progress_bar = progress(total=0, desc=f"Exporting {opened.case_id}")
         self.job = start_generator_job(
-            lambda _should_stop: export_steps(root, opened.case_id, folder),
+            lambda _should_stop: export_steps(root, opened.case_id, folder, label_format=label_format,
+                                              segment_label=segment_label),
             on_report=lambda _message: None, on_result=self._on_exported, on_error=self._on_job_error,
             on_cancelled=lambda _message: None, on_finished=self._on_job_finished)
         self._update_enabled()
@@ -447,10 +466,28 @@ class ProjectWidget(JobPanel, QWidget):
             button.setEnabled(self.session.has_project and not busy)
         self.cancel_button.setEnabled(busy)
         self.export_button.setEnabled(case_open and not busy)
+        self._offer_dicom_seg(case_open and self._opened_from_dicom(), busy)
         self.open_case_button.setEnabled(self.cases_table.rowCount() > 0)
         self.next_case_button.setEnabled(self.cases_table.rowCount() > 0)
         self.save_button.setEnabled(case_open)
         self.open_version_button.setEnabled(self.history_table.rowCount() > 0)
+
+    def _offer_dicom_seg(self, from_dicom: bool, busy: bool) -> None:
+        """DICOM-SEG is offered for a case read from DICOM only; NIfTI is always there."""
+        if not from_dicom and self.label_format_combo.currentText() != "NIfTI":
+            self.label_format_combo.setCurrentText("NIfTI")  # calls back here, once
+        self.label_format_combo.setEnabled(from_dicom and not busy)
+        self.label_format_combo.setToolTip(
+            "Write the label as NIfTI, or as a DICOM-SEG that references the case's DICOM series "
+            "(soft label and uncertainty stay NIfTI)" if from_dicom else
+            "The open case was not read from DICOM: its label is exported as NIfTI")
+        self.segment_edit.setEnabled(from_dicom and not busy and self.label_format_combo.currentText() == "DICOM-SEG")
+
+    def _opened_from_dicom(self) -> bool:
+        try:
+            return is_from_dicom(self.session.project, self.session.opened.case_id)
+        except SemisegError:
+            return False
 
     @staticmethod
     def _select_row(table: QTableWidget, row_id) -> None:
