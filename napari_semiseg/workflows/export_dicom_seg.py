@@ -79,16 +79,17 @@ def build_dicom_seg(project, case_id: str, version, label: np.ndarray, segment_l
     values = int(label.max(initial=0))
     name = (segment_label or "").strip() or DEFAULT_SEGMENT_LABEL
     descriptions = _segment_descriptions(max(values, 1), name, _provenance(project, version))
+    pixels = np.ascontiguousarray(label, dtype=np.uint8 if values < 256 else np.uint16)
     try:
         return hd.seg.Segmentation(
-            source_images=sources, pixel_array=np.ascontiguousarray(label, dtype=np.uint8 if values < 256 else np.uint16),
+            source_images=sources, pixel_array=pixels,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
             series_instance_uid=hd.UID(), series_number=1, sop_instance_uid=hd.UID(), instance_number=1,
             manufacturer="napari-semiseg", manufacturer_model_name="napari-semiseg",
             software_versions=_software_version(), device_serial_number="none",
             series_description=_clip(f"{name} ({version.kind}, label version {version.id})"),
             content_label="SEMISEG", content_description=_clip(f"label version {version.id} of case {case_id}"),
-            # An empty label still needs its frames: a SEG without any is refused by readers.
+            # A SEG holds at least one frame: an empty label keeps them all (highdicom would warn, then do so).
             omit_empty_frames=values > 0)
     except (ValueError, TypeError, AttributeError, KeyError) as error:
         raise ProjectError(f"case {case_id}: cannot write a DICOM-SEG of its series: {error}") from None
