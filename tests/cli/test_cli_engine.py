@@ -1,6 +1,8 @@
-"""``semiseg train|infer|evaluate|models`` as a user runs them: real subprocesses on a tiny
-LA-style project (four 24×48×48 h5 volumes, the first three labelled), the cpu-small card and
-a few iterations."""
+"""``semiseg train|infer|evaluate|models`` as a user runs them, on a tiny LA-style project (four
+24×48×48 h5 volumes, the first three labelled), the cpu-small card and a few iterations.
+
+The command lines run in this process (``semiseg_here``: what they print and their exit status,
+without a fresh interpreter's imports each time); Ctrl-C is sent to a real ``semiseg`` process."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_support import SHAPE, blob, cli_environment, image_of, la_root, new_project, ok, semiseg  # noqa: F401 (fixture)
+from cli_support import SHAPE, blob, cli_environment, image_of, la_root, new_project, ok, semiseg_here  # noqa: F401 (fixture)
 from data_factory import make_volume
 from napari_semiseg.engine.metrics import CSV_COLUMNS
 from napari_semiseg.io import read_volume, write_label, write_volume
@@ -25,10 +27,10 @@ from napari_semiseg.project import Project
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, la_root):
-    """A project with one model: 4 iterations on case0..case1, case2 carved out to validate."""
+    """A project with one model: 2 iterations on case0..case1, case2 carved out to validate."""
     project = new_project(tmp_path_factory.mktemp("trained") / "proj", la_root)
-    result = ok(semiseg("train", project, "--card", "cpu-small", "--method", "supervised",
-                        "--iterations", 4, "--validation-count", 1, "--device", "cpu"))
+    result = ok(semiseg_here("train", project, "--card", "cpu-small", "--method", "supervised",
+                             "--iterations", 2, "--validation-count", 1, "--device", "cpu"))
     return project, result
 
 
@@ -36,7 +38,7 @@ def test_train_registers_and_activates_a_model(trained):
     project, result = trained
     assert "registered model version 1 (active)" in result.stdout
     assert "validation (1): case2 [carved: the last 1 of the labelled cases]" in result.stderr
-    (progress,) = [line for line in result.stderr.splitlines() if line.startswith("iteration 4/4")]
+    (progress,) = [line for line in result.stderr.splitlines() if line.startswith("iteration 2/2")]
     # The logged "dice" is the Dice loss: shown under that name, never as a bare "dice 0.55".
     assert re.search(r"\bdice loss \d", progress) and not re.search(r"\bdice \d", progress), progress
     with Project.open(project) as store:
@@ -45,7 +47,7 @@ def test_train_registers_and_activates_a_model(trained):
         assert model.card["name"] == "cpu-small"
         assert [c["case_id"] for c in model.config["data"]["labeled"]] == ["case0", "case1"]
         assert [c["case_id"] for c in model.config["data"]["validation"]] == ["case2"]
-        assert model.metrics["iterations"] == 4
+        assert model.metrics["iterations"] == 2
         assert 0.0 <= model.metrics["validation_dice"] <= 1.0
         run = store.runs("train")[-1]
         assert run.status == "completed" and run.result["model_id"] == 1
@@ -57,8 +59,8 @@ def test_validation_cases_may_be_held_out_h5_references(tmp_path, la_root):
     """An unlabelled LA case validates with the label its h5 file carries, without becoming
     labelled or being trained on as unlabelled."""
     project = new_project(tmp_path / "proj", la_root)
-    ok(semiseg("train", project, "--card", "cpu-small", "--iterations", 2, "--labelled", 2,
-               "--validation-cases", "case3", "--device", "cpu"))
+    ok(semiseg_here("train", project, "--card", "cpu-small", "--iterations", 1, "--labelled", 2,
+                    "--validation-cases", "case3", "--device", "cpu"))
     with Project.open(project) as store:
         model = store.active_model()
         data = model.config["data"]
@@ -72,9 +74,9 @@ def test_validation_cases_may_be_held_out_h5_references(tmp_path, la_root):
 def test_a_run_nothing_validated_is_registered_but_made_active_only_when_asked(tmp_path, la_root):
     project = new_project(tmp_path / "proj", la_root)
     common = ("--card", "cpu-small", "--iterations", 1, "--validation-count", 0, "--device", "cpu")
-    asked = ok(semiseg("train", project, *common, "--activate-anyway"))
+    asked = ok(semiseg_here("train", project, *common, "--activate-anyway"))
     assert "registered model version 1 (active)" in asked.stdout
-    unvalidated = ok(semiseg("train", project, *common, "--labeled", 2))  # the alias of --labelled
+    unvalidated = ok(semiseg_here("train", project, *common, "--labeled", 2))  # the alias of --labelled
     assert "labelled (2): case0, case1" in unvalidated.stderr
     assert "registered model version 2:" in unvalidated.stdout
     assert "not made active: no validation case measured it" in unvalidated.stdout
@@ -86,7 +88,7 @@ def test_a_run_nothing_validated_is_registered_but_made_active_only_when_asked(t
 
 def test_infer_stores_prediction_versions_with_soft_labels(trained):
     project, _ = trained
-    result = ok(semiseg("infer", project, "--case", "case3", "case0", "--device", "cpu"))
+    result = ok(semiseg_here("infer", project, "--case", "case3", "case0", "--device", "cpu"))
     lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert [line.split(":")[0] for line in lines] == ["[1/2] case3", "[2/2] case0"]
     with Project.open(project) as store:
@@ -106,11 +108,11 @@ def test_infer_stores_prediction_versions_with_soft_labels(trained):
 
 def test_infer_overlap_chooses_a_finer_grid_and_records_it(trained):
     project, _ = trained
-    ok(semiseg("infer", project, "--case", "case3", "--overlap", 0.625, "--device", "cpu"))
+    ok(semiseg_here("infer", project, "--case", "case3", "--overlap", 0.625, "--device", "cpu"))
     with Project.open(project) as store:
         soft = store.soft_label_for(store.latest_label("case3").id)
         assert soft.details["grid"].startswith("overlap 0.625")
-    both = semiseg("infer", project, "--case", "case3", "--overlap", 0.5, "--paper-grid")
+    both = semiseg_here("infer", project, "--case", "case3", "--overlap", 0.5, "--paper-grid")
     assert both.returncode == 2 and "give one" in both.stderr
 
 
@@ -120,7 +122,7 @@ def test_infer_file_writes_label_soft_label_uncertainty_on_the_source_grid(train
     source = make_volume(shape=SHAPE).with_array(image_of(label, 7))
     path = write_volume(tmp_path / "scan.nii.gz", source)
     out = tmp_path / "out"
-    result = ok(semiseg("infer", project, "--file", path, "--out", out, "--mc", 2, "--device", "cpu"))
+    result = ok(semiseg_here("infer", project, "--file", path, "--out", out, "--mc", 2, "--device", "cpu"))
     assert "scan" in result.stdout
     written = {p.name for p in out.iterdir()}
     assert written == {"scan_label.nii.gz", "scan_softlabel.nii.gz", "scan_uncertainty.nii.gz",
@@ -140,10 +142,10 @@ def test_infer_file_writes_label_soft_label_uncertainty_on_the_source_grid(train
 
 def test_evaluate_prints_the_table_and_writes_the_csv(trained, tmp_path):
     project, _ = trained
-    ok(semiseg("infer", project, "--case", "case0", "--device", "cpu"))
+    ok(semiseg_here("infer", project, "--case", "case0", "--device", "cpu"))
     table_csv = tmp_path / "metrics.csv"
-    result = ok(semiseg("evaluate", project, "--cases", "case0", "case3", "--stored", "--csv", table_csv,
-                        "--device", "cpu"))
+    result = ok(semiseg_here("evaluate", project, "--cases", "case0", "case3", "--stored", "--csv", table_csv,
+                             "--device", "cpu"))
     header = result.stdout.splitlines()[0].split()
     assert header == ["case", "Dice", "%", "Jaccard", "%", "95HD", "ASD", "95HD", "mm", "ASD", "mm", "flags"]
     assert "against gold label version" in result.stderr and "against the label stored in" in result.stderr
@@ -164,7 +166,7 @@ def test_evaluate_prints_the_table_and_writes_the_csv(trained, tmp_path):
 
 def test_evaluate_defaults_to_cases_the_model_did_not_train_on(trained):
     project, _ = trained
-    result = ok(semiseg("evaluate", project, "--device", "cpu"))
+    result = ok(semiseg_here("evaluate", project, "--device", "cpu"))
     scored = [line.split()[0] for line in result.stdout.splitlines()[2:] if not line.startswith(("-", "mean"))]
     assert scored == ["case2", "case3"]  # case0, case1 trained on; case3's reference is its h5 label
 
@@ -183,7 +185,7 @@ def test_evaluate_compares_two_folders_by_case_name(tmp_path):
     write_volume(pred_dir / "a_softlabel.nii.gz", make_volume(shape=(10, 12, 12)))  # infer's: skipped
     write_label(ref_dir / "b.nii.gz", reference, geometry)  # no prediction
     table_csv = tmp_path / "t.csv"
-    result = ok(semiseg("evaluate", "--pred", pred_dir, "--ref", ref_dir, "--csv", table_csv))
+    result = ok(semiseg_here("evaluate", "--pred", pred_dir, "--ref", ref_dir, "--csv", table_csv))
     assert "b: no prediction" in result.stderr
     with open(table_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -221,8 +223,8 @@ def stopped_and_resumed(tmp_path_factory, la_root):
     with Project.open(project) as store:
         run = store.runs("train")[-1]
     # Nothing validates this run: only --activate-anyway makes its version the active one.
-    resumed = semiseg("train", project, "--resume", run.id, "--iterations", run.result["iteration"] + 2,
-                      "--activate-anyway")
+    resumed = semiseg_here("train", project, "--resume", run.id, "--iterations", run.result["iteration"] + 2,
+                           "--activate-anyway")
     return project, process.returncode, stdout, run, resumed
 
 
@@ -249,9 +251,9 @@ def test_ctrl_c_stops_keeping_weights_and_resume_continues(stopped_and_resumed):
 
 def test_models_lists_versions_and_activate_rolls_back(stopped_and_resumed, la_root):
     project = stopped_and_resumed[0]
-    ok(semiseg("train", project, "--card", "cpu-small", "--iterations", 1, "--validation-count", 0,
-               "--init-from", "active", "--device", "cpu", "--activate-anyway"))
-    listed = ok(semiseg("models", project))
+    ok(semiseg_here("train", project, "--card", "cpu-small", "--iterations", 1, "--validation-count", 0,
+                    "--init-from", "active", "--device", "cpu", "--activate-anyway"))
+    listed = ok(semiseg_here("models", project))
     lines = listed.stdout.splitlines()
     assert lines[0].split() == ["active", "id", "name", "method", "parent", "created", "iterations", "val",
                                 "Dice", "%", "eval", "Dice", "%"]
@@ -259,11 +261,11 @@ def test_models_lists_versions_and_activate_rolls_back(stopped_and_resumed, la_r
     first, second = lines[2].split(), lines[3].split()
     assert first[:4] == ["1", "cpu-small", "supervised", "-"]          # not active: no mark
     assert second[:5] == ["*", "2", "cpu-small", "supervised", "1"]    # active, fine-tuned from 1
-    rolled = ok(semiseg("models", project, "--activate", 1))
+    rolled = ok(semiseg_here("models", project, "--activate", 1))
     assert "active model: version 1" in rolled.stdout and "was version 2" in rolled.stdout
     with Project.open(project) as store:
         assert store.active_model().id == 1
-    ok(semiseg("infer", project, "--case", "case1", "--device", "cpu"))
+    ok(semiseg_here("infer", project, "--case", "case1", "--device", "cpu"))
     with Project.open(project) as store:
         assert store.latest_label("case1").model_id == 1  # inference follows the rollback
 
@@ -286,7 +288,7 @@ def test_models_lists_versions_and_activate_rolls_back(stopped_and_resumed, la_r
 ])
 def test_user_errors_exit_2_with_one_line(trained, args, fragment):
     project, _ = trained
-    result = semiseg(*(str(a).format(p=project) for a in args))
+    result = semiseg_here(*(str(a).format(p=project) for a in args))
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
     message = result.stderr.strip().splitlines()
@@ -296,5 +298,5 @@ def test_user_errors_exit_2_with_one_line(trained, args, fragment):
 
 def test_infer_without_any_model_is_a_user_error(tmp_path, la_root):
     project = new_project(tmp_path / "proj", la_root)
-    result = semiseg("infer", project, "--all")
+    result = semiseg_here("infer", project, "--all")
     assert result.returncode == 2 and "has no model yet" in result.stderr

@@ -1,11 +1,18 @@
-"""Running ``semiseg`` as a user does (a real subprocess of this checkout), and a tiny LA-style
-project to run it on: four 24×48×48 h5 volumes, an ellipsoid label each."""
+"""Running ``semiseg`` as a user does, and a tiny LA-style project to run it on: four 24×48×48
+h5 volumes, an ellipsoid label each.
+
+``semiseg`` starts a real subprocess of this checkout (for what only a process shows: signals,
+limits, the interpreter's exit); ``semiseg_here`` runs the same command line in this process,
+without the seconds a fresh interpreter spends importing torch."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +33,51 @@ def cli_environment() -> dict:
 
 
 def semiseg(*args, timeout: float = 600):
+    """``semiseg ARGS`` in a fresh interpreter: for tests of the process itself (signals, exit
+    status of the real command, a limit set on the child); the others use ``semiseg_here``."""
     return subprocess.run([sys.executable, "-m", "napari_semiseg.cli", *map(str, args)],
                           capture_output=True, text=True, env=cli_environment(), timeout=timeout)
+
+
+def semiseg_here(*args) -> subprocess.CompletedProcess:
+    """``semiseg ARGS`` run by ``main(argv)`` in this process, read back like ``semiseg``'s result.
+
+    A fresh interpreter spends seconds importing torch and MONAI before each command; here they
+    are imported once. What the user reads is kept: stdout, stderr, the exit status, and the
+    warnings an interpreter would print on stderr (pytest would otherwise record them unseen).
+    An exception that escapes ``main`` fails the test with its traceback, as one printed by a
+    child would fail the "no traceback" checks.
+    """
+    from napari_semiseg.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _without_project_variable(), _warnings_printed(), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(arg) for arg in args])
+    return subprocess.CompletedProcess(["semiseg", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _without_project_variable():
+    """No default project, as ``cli_environment`` gives a child."""
+    saved = os.environ.pop("SEMISEG_PROJECT", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["SEMISEG_PROJECT"] = saved
+
+
+@contextlib.contextmanager
+def _warnings_printed():
+    """The interpreter's default warning filters, each warning printed on (redirected) stderr."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        yield
 
 
 def ok(result):
@@ -61,6 +111,7 @@ def la_root(tmp_path_factory) -> Path:
 
 
 def new_project(folder: Path, la_root: Path) -> Path:
-    ok(semiseg("init", folder))
-    ok(semiseg("import", folder, "--la-h5", la_root, "--list", la_root / "train.list", "--labeled", 3))
+    """``semiseg init`` and ``semiseg import`` of the four cases, the first three labelled."""
+    ok(semiseg_here("init", folder))
+    ok(semiseg_here("import", folder, "--la-h5", la_root, "--list", la_root / "train.list", "--labeled", 3))
     return folder
