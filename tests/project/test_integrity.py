@@ -1,13 +1,14 @@
 """Nothing run, nothing swapped, nothing left "running": what a crafted file or a kill -9 tries.
 
-Real ``semiseg`` subprocesses on the tiny LA-style project of ``test_cli_engine``: a checkpoint
-that names code to run, a model file replaced by another valid one, a training run killed with
-SIGKILL, a process that reuses a dead run's pid, a case id with a trailing newline.
+``semiseg`` command lines on the tiny LA-style project of ``test_cli_engine``: a checkpoint that
+names code to run, a model file replaced by another valid one, a training run killed with
+SIGKILL (a real ``semiseg`` process), a process that reuses a dead run's pid, a case id with a
+trailing newline. The others run in this process (``semiseg_here``), without an interpreter's
+start each.
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import shutil
 import signal
@@ -21,21 +22,21 @@ import numpy as np
 import pytest
 import torch
 
+from napari_semiseg.engine.training import CHECKPOINT_FILE, load_checkpoint
 from napari_semiseg.errors import ProjectError
 from napari_semiseg.io import Volume, write_volume
 from napari_semiseg.project import Project
-from cli_support import cli_environment, la_root, new_project, ok, semiseg  # noqa: F401 (fixture)
+from cli_support import cli_environment, la_root, new_project, ok, semiseg_here  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory, la_root):  # noqa: F811 (the imported fixture)
-    """A project with model versions 1 and 2 (2 fine-tuned from 1), each 2 steps, checkpoint every step."""
+    """A project with model versions 1 and 2 (2 fine-tuned from 1), one step each."""
     project = new_project(tmp_path_factory.mktemp("integrity") / "proj", la_root)
-    common = ("--card", "cpu-small", "--iterations", 2, "--validation-count", 1, "--device", "cpu",
-              "--param", "checkpoint_every=1")
-    ok(semiseg("train", project, *common))
-    ok(semiseg("train", project, "--iterations", 2, "--validation-count", 1, "--device", "cpu",
-               "--init-from", "1"))
+    ok(semiseg_here("train", project, "--card", "cpu-small", "--iterations", 1, "--validation-count", 1,
+                    "--device", "cpu"))
+    ok(semiseg_here("train", project, "--iterations", 1, "--validation-count", 1, "--device", "cpu",
+                    "--init-from", "1"))
     return project
 
 
@@ -52,7 +53,7 @@ def _crafted_checkpoint(project: Path, folder: Path, factory: str) -> Path:
 
 
 @pytest.mark.parametrize("factory", ["marker_factory:build", "builtins:print"])
-def test_a_checkpoint_naming_code_is_refused_and_the_code_never_runs(two_models, tmp_path, factory):
+def test_a_checkpoint_naming_code_is_refused_and_the_code_never_runs(two_models, tmp_path, factory, monkeypatch):
     marker = tmp_path / "ran.txt"
     (tmp_path / "marker_factory.py").write_text(
         f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
@@ -60,14 +61,12 @@ def test_a_checkpoint_naming_code_is_refused_and_the_code_never_runs(two_models,
     crafted = _crafted_checkpoint(two_models, tmp_path, factory)
     with Project.open(two_models) as store:
         models_before = len(store.models())
-    env = {**cli_environment(), "PYTHONPATH": f"{cli_environment()['PYTHONPATH']}{os.pathsep}{tmp_path}"}
-    result = subprocess.run([sys.executable, "-m", "napari_semiseg.cli", "train", str(two_models), "--resume",
-                             str(crafted), "--iterations", "3", "--device", "cpu"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the named module is importable: only a refusal stops it
+    result = semiseg_here("train", two_models, "--resume", crafted, "--iterations", 3, "--device", "cpu")
     assert result.returncode == 2, result.stderr
     assert "names code to run" in result.stderr and "Traceback" not in result.stderr
     assert str(crafted) in result.stderr
-    assert not marker.exists()
+    assert not marker.exists() and "marker_factory" not in sys.modules
     with Project.open(two_models) as store:
         assert len(store.models()) == models_before
 
@@ -79,11 +78,11 @@ def test_a_model_file_replaced_by_another_valid_one_is_refused(two_models, tmp_p
         first, second = store.model(1), store.model(2)
         first_file = first.checkpoint_path
     shutil.copyfile(second.checkpoint_path, first_file)   # a valid model file, but not version 1's
-    infer = semiseg("infer", project, "--case", "case3", "--model", 1, "--device", "cpu")
+    infer = semiseg_here("infer", project, "--case", "case3", "--model", 1, "--device", "cpu")
     assert infer.returncode == 2 and "SHA-256" in infer.stderr and str(first_file) in infer.stderr
-    activate = semiseg("models", project, "--activate", 1)
+    activate = semiseg_here("models", project, "--activate", 1)
     assert activate.returncode == 2 and "SHA-256" in activate.stderr
-    finetune = semiseg("train", project, "--init-from", 1, "--iterations", 1, "--device", "cpu")
+    finetune = semiseg_here("train", project, "--init-from", 1, "--iterations", 1, "--device", "cpu")
     assert finetune.returncode == 2 and "SHA-256" in finetune.stderr
     with Project.open(project) as store:
         assert store.active_model().id == 2                      # unchanged
@@ -100,8 +99,9 @@ def test_a_run_killed_with_sigkill_reads_interrupted_and_resumes(tmp_path, la_ro
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
     try:
-        # Off a terminal the trainer prints step 1, then every 40 // 20 = 2nd: checkpoints exist by step 4.
-        while not lines.get(timeout=300).startswith("iteration 4/40"):
+        # Off a terminal the trainer prints step 1, then every 40 // 20 = 2nd; a checkpoint follows
+        # each step, so step 1's is written before step 2 is printed.
+        while not lines.get(timeout=300).startswith("iteration 2/40"):
             pass
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
@@ -111,9 +111,11 @@ def test_a_run_killed_with_sigkill_reads_interrupted_and_resumes(tmp_path, la_ro
     with Project.open(project) as store:
         run = store.runs("train")[-1]
     assert run.status == "interrupted"
-    # The run was killed a few steps after step 4; 20 is past its last checkpoint and quick.
-    resumed = ok(semiseg("train", project, "--resume", run.id, "--iterations", 20))
-    assert "resumed at step" in resumed.stderr
+    run_dir = Path(run.config["run_dir"])
+    saved = load_checkpoint((run_dir if run_dir.is_absolute() else project / run_dir) / CHECKPOINT_FILE)["iteration"]
+    assert saved >= 1
+    resumed = ok(semiseg_here("train", project, "--resume", run.id, "--iterations", saved + 1))
+    assert f"resumed at step {saved}" in resumed.stderr
 
 
 def test_a_new_process_reusing_a_dead_runs_pid_is_not_taken_for_it(tmp_path):
