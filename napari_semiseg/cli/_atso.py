@@ -26,6 +26,7 @@ import threading
 
 from ._common import add_project_argument, open_project, writable_file
 from ._engine_common import StatusLine, check_device, duration, positive_int, require
+from ._progress import EtaProgress
 
 INTERRUPTED = 130
 #: TrainConfig fields a ``--param`` may set for every training of the run.
@@ -133,38 +134,46 @@ def atso_config(project, args: argparse.Namespace):
 
 class AtsoPrinter:
     """Turns ``AtsoProgress`` reports into stderr lines: every step's start and end, every stored
-    pseudo-label with its Dice, and about ten iteration lines per training (a redrawn line on a
-    terminal)."""
+    pseudo-label with its Dice, about ten iteration lines per training, and the whole run's share
+    done with its elapsed time and ETA (``EtaProgress``: the redrawn line on a terminal, a line
+    every 5 % in a log). Every training and labelling pass weighs the same in that share."""
 
-    def __init__(self, status: StatusLine, lines_per_training: int = 10):
+    def __init__(self, status: StatusLine, verb: str = "atso", lines_per_training: int = 10):
         self.status, self.lines = status, lines_per_training
+        self.eta = EtaProgress(verb, status)
         self.total = 1
 
     def __call__(self, report) -> None:
         event = report.event
         if report.step == "pseudo-label":
             if type(event).__name__ == "PseudoLabelCase":
-                self.status.line(report.message)
+                self._line(report, report.message)
             else:
-                self.status.update(f"{report.message}: window {event.windows_done}/{event.windows_total}")
+                window = f"window {event.windows_done}/{event.windows_total}"
+                self.eta.report(report.fraction, f"{report.message}: {window}")
         elif report.step == "train":
             self._on_train(report, event)
         elif report.step == "done":
-            self.status.line(report.message)
+            self.status.line(report.message)  # no ETA: "done" also ends a stopped run
+
+    def _line(self, report, text: str) -> None:
+        """``text`` on a line that stays; in a log, the ETA line carries it when one is due."""
+        if not self.eta.report(report.fraction, text):
+            self.status.line(text)
 
     def _on_train(self, report, event: dict) -> None:
         kind = event.get("event")
         if kind == "start":
             self.total = event["iterations"]
         if kind != "iteration":
-            self.status.line(report.message)
+            self._line(report, report.message)
             return
         text = f"{report.message}  loss {event['losses'].get('total', float('nan')):.4f}"
         done = event["iteration"]
-        if self.status.tty:
-            self.status.update(text)
-        elif done == self.total or done % max(1, self.total // self.lines) == 0:
-            self.status.line(text)
+        if not self.status.tty and (done == self.total or done % max(1, self.total // self.lines) == 0):
+            self._line(report, text)
+        else:
+            self.eta.report(report.fraction, text)
 
 
 @contextlib.contextmanager
@@ -194,7 +203,7 @@ def run_atso_command(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
         config = atso_config(project, args)
         status = StatusLine()
-        progress = None if args.quiet else AtsoPrinter(status)
+        progress = None if args.quiet else AtsoPrinter(status, verb=config.mode)
         with _stop_on_signals() as should_stop:
             result = run_atso(project, config, progress=progress, should_stop=should_stop)
         report = result.report

@@ -37,16 +37,20 @@ class EtaProgress:
         self.started = clock()
         self._bucket = 0
 
-    def report(self, fraction: float, detail: str) -> None:
+    def report(self, fraction: float, detail: str) -> bool:
+        """Show the progress; True when a whole line that stays was printed (a caller printing
+        ``detail`` on a line of its own can then leave it out)."""
         fraction = min(1.0, max(0.0, fraction))
         text = f"{self.verb} {100 * fraction:.0f}% {detail}: {eta_text(self.clock() - self.started, fraction)}"
         if self.status.tty:
             if fraction >= 1.0:  # the last report stays on the screen as a whole line
                 self.status.line(text)
-            else:
-                self.status.update(text)
-            return
+                return True
+            self.status.update(text)
+            return False
         bucket = int(fraction / self.step + 1e-9)
         if bucket > self._bucket:
             self._bucket = bucket
             self.status.line(text)
+            return True
+        return False
