@@ -1,9 +1,10 @@
 """A project meets hostile files: an emptied, foreign or scribbled catalogue, and a copied folder.
 
-Real SQLite files, the real ``semiseg`` command in a child process. What a user must never see:
-a catalogue that lost its rows taken at its word (garbage collection deleting the gold labels
-and models as "leftovers"), tables added to another program's database, a traceback, or a
-copy of a project writing into the original.
+Real SQLite files, the real ``semiseg`` command in a child process (training and predicting in
+this process, ``semiseg_here``: the same command lines without an interpreter's start each).
+What a user must never see: a catalogue that lost its rows taken at its word (garbage
+collection deleting the gold labels and models as "leftovers"), tables added to another
+program's database, a traceback, or a copy of a project writing into the original.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from napari_semiseg.io import Volume, write_volume
 from napari_semiseg.project import DB_NAME, Project, import_la
 from napari_semiseg.project._ownership import APPLICATION_ID
 from napari_semiseg.project._schema import MIGRATIONS
+from cli_support import semiseg_here
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SHAPE = (4, 6, 8)
@@ -203,7 +205,7 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def trained_original(tmp_path_factory) -> Path:
-    """A project of four LA-style h5 cases (three gold) with one finished 2-step run (cpu-small)."""
+    """A project of four LA-style h5 cases (three gold) with one finished 1-step run (cpu-small)."""
     from data_factory import write_la_h5
 
     la_root = tmp_path_factory.mktemp("la")
@@ -217,8 +219,8 @@ def trained_original(tmp_path_factory) -> Path:
     original = tmp_path_factory.mktemp("original") / "proj"
     with Project.create(original) as store:
         import_la(store, la_root, la_root / "train.list", 3)
-    ok(semiseg("train", original, "--card", "cpu-small", "--iterations", 2, "--validation-count", 1,
-               "--device", "cpu"))
+    ok(semiseg_here("train", original, "--card", "cpu-small", "--iterations", 1, "--validation-count", 1,
+                    "--device", "cpu"))
     return original
 
 
@@ -233,12 +235,12 @@ def test_a_copied_project_resumes_predicts_and_checks_without_touching_the_origi
     copy_run = copy / Path(run.config["run_dir"]).relative_to(original)
     copied = {name: snapshot(copy_run)[name] for name in run_files}
 
-    resumed = ok(semiseg("train", copy, "--resume", run.id, "--iterations", 3, "--device", "cpu"))
-    ok(semiseg("infer", copy, "--case", "case3", "--device", "cpu"))
-    checked = ok(semiseg("check", copy))
+    resumed = ok(semiseg_here("train", copy, "--resume", run.id, "--iterations", 2, "--device", "cpu"))
+    ok(semiseg_here("infer", copy, "--case", "case3", "--device", "cpu"))
+    checked = ok(semiseg_here("check", copy))
 
     assert snapshot(original) == before, "the copy wrote into the original"
-    assert "resumed at step 2" in resumed.stderr and str(copy_run) in resumed.stdout
+    assert "resumed at step 1" in resumed.stderr and str(copy_run) in resumed.stdout
     assert all(snapshot(copy_run)[name] != copied[name] for name in run_files)
     assert checked.stdout.strip().endswith("0 problems found")
     with Project.open(copy) as store:
