@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from xml.etree import ElementTree
 
 import npe2
 import pytest
@@ -27,6 +29,20 @@ def test_npe2_validates_the_installed_plugin_with_its_imports():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid" in result.stdout + result.stderr
+
+
+def test_manifest_with_its_icon_validates_and_the_icon_is_an_svg_of_the_package(manifest):
+    """napari-hub and napari's plugin manager show the plugin with this icon; npe2 takes it as
+    ``package:resource`` and finds it with ``importlib.resources``."""
+    npe2_cli = Path(sys.executable).parent / "npe2"
+    result = subprocess.run([str(npe2_cli), "validate", str(REPO / "napari.yaml")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "valid" in result.stdout + result.stderr, result.stdout + result.stderr
+    package, resource = manifest.icon.split(":")
+    icon = importlib.resources.files(package).joinpath(resource)
+    assert icon.is_file(), f"{manifest.icon} is not a file of the package"
+    svg = ElementTree.fromstring(icon.read_bytes())
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg" and svg.get("viewBox"), svg.tag
 
 
 def test_manifest_name_is_the_distribution_name_and_napari_finds_it(manifest):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -34,6 +35,19 @@ def test_wheel_ships_the_manifest_and_every_model_card(wheel):
     for card in sorted((REPO / "models").glob("*.yaml")):
         assert f"napari_semiseg/models/{card.name}" in names, f"{card.name} missing from the wheel"
         assert wheel.read(f"napari_semiseg/models/{card.name}").decode() == card.read_text()
+
+
+def test_wheel_ships_the_icon_the_manifest_names(wheel):
+    """An icon left out of the wheel would leave napari-hub and napari's plugin list with none."""
+    (icon_line,) = [line for line in wheel.read("napari_semiseg/napari.yaml").decode().splitlines()
+                    if line.startswith("icon: ")]
+    package, resource = icon_line.removeprefix("icon: ").split(":")
+    folder = package.replace(".", "/")
+    names = set(wheel.namelist())
+    assert f"{folder}/__init__.py" in names, "importlib.resources finds the icon through its package"
+    svg = wheel.read(f"{folder}/{resource}")
+    assert svg == (REPO / folder / resource).read_bytes()
+    assert ElementTree.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg"
 
 
 def test_wheel_declares_the_console_script_and_napari_entry_point(wheel):
