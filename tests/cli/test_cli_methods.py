@@ -1,5 +1,9 @@
-"""``semiseg methods`` and the method names in ``semiseg train --help``, as a user runs them
-(real subprocesses): both come from the methods registry, never from a list in the CLI."""
+"""``semiseg methods`` and the method names in ``semiseg train --help``, as a user runs them:
+both come from the methods registry, never from a list in the CLI.
+
+The command lines run in this process (``semiseg_here``), whose registry may hold probe methods
+other tests registered: the table must list them too. A plug-in's method is registered in a
+child process, so that this one's registry stays as it was."""
 
 from __future__ import annotations
 
@@ -8,18 +12,8 @@ import subprocess
 import sys
 import textwrap
 
-from napari_semiseg.engine.methods import get_method
-from cli_support import cli_environment, ok, semiseg
-
-
-def _shipped_methods() -> list[str]:
-    """The registry as a fresh ``semiseg`` process sees it: other tests of this session may
-    have registered probe methods in this process."""
-    script = "from napari_semiseg.engine.methods import list_methods; print(' '.join(list_methods()))"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=cli_environment(), timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.split()
+from napari_semiseg.engine.methods import get_method, list_methods
+from cli_support import cli_environment, ok, semiseg_here
 
 
 def _rows(table: str) -> dict[str, list[str]]:
@@ -32,9 +26,9 @@ def _rows(table: str) -> dict[str, list[str]]:
 
 
 def test_methods_lists_every_registered_method_with_its_published_recipe():
-    result = ok(semiseg("methods"))
+    result = ok(semiseg_here("methods"))
     rows = _rows(result.stdout)
-    assert list(rows) == _shipped_methods()
+    assert list(rows) == list_methods()
     assert rows["mean-teacher"][1:5] == ["yes", "sgd", "0.01", "6000"]
     assert rows["crossmatch"][1:5] == ["yes", "adamw", "0.001", "14000"]
     # No published recipe of its own: the model card's is used, and the table says so.
@@ -42,13 +36,13 @@ def test_methods_lists_every_registered_method_with_its_published_recipe():
     # PLC-KD reads the unlabelled cases' soft labels itself: it does learn from them.
     assert rows["plc-kd"][1] == "yes"
     assert rows["ua-mt"][5] == get_method("ua-mt").description
-    assert result.stdout.strip().splitlines()[-1].startswith(f"{len(_shipped_methods())} methods")
+    assert result.stdout.strip().splitlines()[-1].startswith(f"{len(list_methods())} methods")
 
 
 def test_methods_json_carries_the_whole_recipe():
-    records = json.loads(ok(semiseg("methods", "--json")).stdout)
+    records = json.loads(ok(semiseg_here("methods", "--json")).stdout)
     by_name = {record["name"]: record for record in records}
-    assert list(by_name) == _shipped_methods()
+    assert list(by_name) == list_methods()
     assert by_name["ss-net"]["recipe"] == get_method("ss-net").recommended_training()
     assert by_name["supervised"] == {"name": "supervised", "summary": get_method("supervised").description,
                                      "uses_unlabelled": False, "recipe": {}}
@@ -57,8 +51,11 @@ def test_methods_json_carries_the_whole_recipe():
 def test_train_help_names_the_methods_the_registry_holds():
     """A method registered by a plug-in appears in ``train --help`` without the CLI knowing it."""
     script = textwrap.dedent("""
+        import sys
         from napari_semiseg.cli import main
-        from napari_semiseg.engine.methods import Supervised, register_method
+        from napari_semiseg.engine.methods import Supervised, list_methods, register_method
+
+        print("shipped:", *list_methods(), file=sys.stderr)  # the registry before the plug-in's method
 
         @register_method
         class Probe(Supervised):
@@ -71,11 +68,13 @@ def test_train_help_names_the_methods_the_registry_holds():
     assert result.returncode == 0, result.stderr
     help_text = " ".join(result.stdout.split()).replace("- ", "-")  # undo argparse's line wrapping
     assert "see the methods registry" not in help_text
-    for name in [*_shipped_methods(), "probe-method"]:
+    (shipped,) = [line.split()[1:] for line in result.stderr.splitlines() if line.startswith("shipped:")]
+    assert "supervised" in shipped and "probe-method" not in shipped
+    for name in [*shipped, "probe-method"]:
         assert name in help_text, name
 
 
 def test_train_help_documents_labelled_and_keeps_labeled_as_an_unlisted_alias():
-    help_text = ok(semiseg("train", "--help")).stdout
+    help_text = ok(semiseg_here("train", "--help")).stdout
     assert "--labelled N" in help_text and "--labeled" not in help_text
     assert "--activate-anyway" in help_text
