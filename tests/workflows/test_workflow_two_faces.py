@@ -1,20 +1,19 @@
 """The same request through both faces gives the same run and the same prediction (issue 16).
 
-``semiseg train`` (a real subprocess) and the Fine-tune panel's job path (``FineTuneRun``, whose
-trainer is a child process; no window needed: the panel hands it a ``TrainRequest``) train on
-one tiny project; their saved ``config.json`` agree but for the run folder, and both runs are
-recorded alike (kind "train", one folder naming). ``semiseg infer`` and the Predict panel's
-job path (``predict_steps``) then predict the same case with the same model, voxel for voxel.
+``semiseg train`` (its command line, run in this process) and the Fine-tune panel's job path
+(``FineTuneRun``, whose trainer is a child process; no window needed: the panel hands it a
+``TrainRequest``) train on one tiny project; their saved ``config.json`` agree but for the run
+folder, and both runs are recorded alike (kind "train", one folder naming). ``semiseg infer``
+and the Predict panel's job path (``predict_steps``) then predict the same case with the same
+model, voxel for voxel.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,17 +25,11 @@ from napari_semiseg._napari._predict_job import PredictRequest, predict_steps
 from napari_semiseg.project import DB_NAME, Project
 from napari_semiseg.workflows.train import TrainRequest
 from napari_panel_support import LABELLED, UNLABELLED, build_project
+from cli_support import semiseg_here
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The folder name every training run gets, whichever face starts it.
 RUN_FOLDER = re.compile(r"train-\d{8}-\d{6}-\d+(-\d+)?")
-ITERATIONS = 2
-
-
-def semiseg(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUTF8": "1"}
-    return subprocess.run([sys.executable, "-m", "napari_semiseg.cli", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=600)
+ITERATIONS = 1
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -64,8 +57,8 @@ def comparable(config_file: Path) -> dict:
 def both_faces(tmp_path_factory):
     """One project, one run per face from the same request: (folder, CLI model, GUI run)."""
     folder = build_project(tmp_path_factory.mktemp("two-faces") / "project")
-    ok(semiseg("train", folder, "--card", "cpu-small", "--method", "mean-teacher", "--iterations", ITERATIONS,
-               "--param", "lr=0.002", "--device", "cpu"))
+    ok(semiseg_here("train", folder, "--card", "cpu-small", "--method", "mean-teacher", "--iterations", ITERATIONS,
+                    "--param", "lr=0.002", "--device", "cpu"))
     with Project.open(folder) as project:
         cli_model = project.models()[-1]
         request = TrainRequest(card="cpu-small", method="mean-teacher", iterations=ITERATIONS,
@@ -93,7 +86,7 @@ def test_both_faces_make_the_same_run_from_the_same_request(both_faces):
 def test_both_faces_predict_the_same_voxels_with_the_same_model(both_faces):
     folder, cli_model, _gui_run = both_faces
     case_id = UNLABELLED[0]
-    ok(semiseg("infer", folder, "--case", case_id, "--model", cli_model.id, "--device", "cpu"))
+    ok(semiseg_here("infer", folder, "--case", case_id, "--model", cli_model.id, "--device", "cpu"))
     with Project.open(folder) as project:
         from_cli = project.load_label(project.latest_label(case_id, kinds="prediction").id)
         steps = predict_steps(project.model(cli_model.id), project.load_image(case_id),
@@ -115,7 +108,7 @@ def test_a_run_the_earlier_panel_recorded_as_training_resumes_in_its_own_folder(
         conn.execute("UPDATE runs SET kind = 'training', config = json_remove(config, '$.run_dir') WHERE id = ?",
                      (gui_run.run_id,))
     conn.close()
-    ok(semiseg("train", folder, "--resume", gui_run.run_id, "--iterations", ITERATIONS + 1))
+    ok(semiseg_here("train", folder, "--resume", gui_run.run_id, "--iterations", ITERATIONS + 1))
     with Project.open(folder) as project:
         resumed = project.runs()[-1]
     assert resumed.kind == "train" and resumed.config["resumed_run"] == gui_run.run_id
