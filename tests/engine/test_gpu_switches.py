@@ -110,6 +110,7 @@ def test_inference_records_its_precision_and_cpu_results_do_not_depend_on_it():
 
 
 def test_semiseg_train_precision_reaches_the_run_and_is_resolved_on_the_cpu(tmp_path):
+    from cli_support import ok, semiseg_here
     from data_factory import write_la_h5
     from napari_semiseg.project import Project
     root = tmp_path / "la"
@@ -119,18 +120,10 @@ def test_semiseg_train_precision_reaches_the_run_and_is_resolved_on_the_cpu(tmp_
         write_la_h5(root / f"case{index}" / "mri_norm2.h5", image, label)
     (root / "train.list").write_text("case0\ncase1\ncase2\n")
     project = tmp_path / "project"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("SEMISEG_PROJECT", None)
-
-    def semiseg(*args):
-        done = subprocess.run([sys.executable, "-m", "napari_semiseg.cli", *map(str, args)], capture_output=True,
-                              text=True, env=env, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-
-    semiseg("init", project)
-    semiseg("import", project, "--la-h5", root, "--list", root / "train.list", "--labeled", 3)
-    semiseg("train", project, "--card", "cpu-small", "--iterations", 1, "--validation-count", 1, "--device", "cpu",
-            "--precision", "bf16")
+    ok(semiseg_here("init", project))  # the command lines in this process: no interpreter start each
+    ok(semiseg_here("import", project, "--la-h5", root, "--list", root / "train.list", "--labeled", 3))
+    ok(semiseg_here("train", project, "--card", "cpu-small", "--iterations", 1, "--validation-count", 1,
+                    "--device", "cpu", "--precision", "bf16"))
     with Project.open(project) as store:
         model = store.active_model()
         assert model.config["precision"] == "bf16"  # what was asked, kept for a resume elsewhere
