@@ -11,8 +11,10 @@ checkpoint, to the same number of iterations.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,42 @@ def format_param(value: Any) -> str:
     if isinstance(value, (bool, int, float, str)):
         return str(value)
     return json.dumps(value)
+
+
+def param_help(method: str) -> dict[str, str]:
+    """Each hyperparameter's description, from the ``Attributes:`` of its method's ``Params``
+    docstrings (the class's and its bases', so fields declared once in a base are found too).
+
+    Lines like ``name: text`` or ``name_a, name_b: text`` start an entry; deeper-indented
+    lines continue it. A field without a description is absent.
+    """
+    from ..engine.methods import get_method
+
+    found: dict[str, str] = {}
+    for cls in get_method(method).Params.__mro__:
+        for name, text in _attributes(inspect.getdoc(cls) or "").items():
+            found.setdefault(name, text)
+    return found
+
+
+def _attributes(doc: str) -> dict[str, str]:
+    """``{name: description}`` of a Google-style docstring's ``Attributes:`` section."""
+    entries: dict[str, str] = {}
+    names: list[str] = []
+    lines = doc.splitlines()
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == "Attributes:"), len(lines))
+    for line in lines[start:]:
+        entry = re.match(r"^ {4}(\w+(?:, \w+)*):\s*(.*)$", line)
+        if entry:
+            names = entry.group(1).split(", ")
+            entries.update({name: entry.group(2) for name in names})
+        elif line.startswith(" " * 8) and names:
+            entries.update({name: f"{entries[name]} {line.strip()}" for name in names})
+        elif line.strip() and not line.startswith(" "):
+            break  # the next section
+        else:
+            names = [] if line.strip() else names
+    return {name: text.replace("``", "").strip() for name, text in entries.items()}
 
 
 class FineTuneRun:

@@ -26,7 +26,7 @@ Y_LABEL = "voxel count"
 #: Legend entries, one per gold class (the counts are in the panel's table).
 LEGEND = tuple((name, f"gold {name}") for name in ("background", "foreground"))
 #: Pixels the figure needs for two readable panels with their axes, titles and legend.
-MIN_HEIGHT = 200
+MIN_HEIGHT = 170
 FONT_SIZE = 8
 
 
@@ -35,7 +35,7 @@ class SoftLabelHistogramPlot(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.figure = Figure(figsize=(4.4, 2.0), dpi=100, layout="constrained")
+        self.figure = Figure(figsize=(4.4, 1.7), dpi=100, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.canvas.setMinimumHeight(MIN_HEIGHT)

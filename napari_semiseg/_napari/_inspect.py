@@ -35,6 +35,11 @@ SOFT_LABEL_COLORMAP = "magma"
 #: Equal bins over 0..1; an even count puts 0.5 on a bin edge.
 HISTOGRAM_BINS = 20
 CLASSES = ("foreground", "background")
+#: What each step of the teacher team did, in a clinician's words (``CorrectionStep.name`` → words).
+STEP_WORDS = {"false-pixel assistant": "pulled towards your label",
+              "boundary assistant": "smoothed along its border",
+              "similarity correction": "matched to similar-looking voxels",
+              "final forcing": "set to your label's side"}
 
 
 @dataclass(frozen=True)
@@ -83,9 +88,11 @@ class SoftLabelInspection:
         return rows
 
     def step_summary(self) -> str:
-        """"false-pixel assistant fixed 12 · …" from the stored correction's record, or ""."""
+        """"12 pulled towards your label (false-pixel assistant) · …" from the stored correction's
+        record: how many voxels each step fixed, in plain words with the step's name; or ""."""
         steps = (self.corrected.details or {}).get("steps", []) if self.corrected is not None else []
-        return " · ".join(f"{step['name']} fixed {step['fixed']}" for step in steps)
+        return " · ".join(f"{step['fixed']} {STEP_WORDS.get(step['name'], 'fixed')} ({step['name']})"
+                          for step in steps)
 
 
 def crossed_labels(before: np.ndarray, after: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..workflows.models import card_name
 
-MODEL_COLUMNS = ("Model", "Card", "Method", "Parent", "Val. Dice", "Iterations", "Status", "Active")
+MODEL_COLUMNS = ("Model", "Network", "Method", "Parent", "Val. Dice", "Iterations", "Status", "Active")
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class ModelRow:
 
     Attributes:
         id: the model version.
-        card: the card's name.
+        card: the card's name (the "Network" column).
         method: the training method.
         parent: the version it was fine-tuned from, or None.
         dice: the validation Dice recorded at the end of its run, or None.

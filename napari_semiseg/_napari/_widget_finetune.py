@@ -27,11 +27,12 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox
 from ..errors import ProjectError, SemisegError
 from ..workflows.models import trained_with_network
 from ..workflows.train import TrainRequest, effective_recipe
-from ._finetune_job import CasePools, FineTuneRun, format_param, parse_param
+from ._finetune_job import CasePools, FineTuneRun, format_param, param_help, parse_param
 from ._model_rows import describe_model
 from ._plot import TrainingPlot
 from ._responsiveness import EventLoopProbe, StallReport
 from ._panel_status import PanelStatus
+from ._plain_words import DEVICE_TIP, for_researchers
 from ._shared import session_for
 from ._widget_models import ModelsSection
 
@@ -45,7 +46,7 @@ FRESH = "fresh network"
 #: 1400×900 window, the dock would otherwise shrink to its title bar (the scroll area asks for
 #: nothing); this keeps several form rows in view and still leaves the Project panel its
 #: five case rows.
-MIN_FORM_HEIGHT = 220
+MIN_FORM_HEIGHT = 180
 
 
 class ParamsForm(QWidget):
@@ -58,7 +59,8 @@ class ParamsForm(QWidget):
         self._defaults: dict[str, Any] = {}
         self.fields: dict[str, QWidget] = {}
 
-    def set_params(self, values: dict[str, Any]) -> None:
+    def set_params(self, values: dict[str, Any], descriptions: dict[str, str] | None = None) -> None:
+        """One field per value; ``descriptions`` (name → text) become the fields' tooltips."""
         while self._layout.rowCount():
             self._layout.removeRow(0)
         self._defaults, self.fields = dict(values), {}
@@ -68,6 +70,8 @@ class ParamsForm(QWidget):
                 field.setChecked(value)
             else:
                 field = QLineEdit(format_param(value))
+            field.setToolTip(f"{name}: {(descriptions or {}).get(name) or 'a setting of the method'} "
+                             f"(default {format_param(value)})")
             self.fields[name] = field
             self._layout.addRow(name, field)
         if not values:
@@ -119,24 +123,35 @@ class FineTuneWidget(PanelStatus, QWidget):
     # -- layout ----------------------------------------------------------------------------
 
     def _build(self) -> None:
-        from ..engine.cards import OPTIMIZERS, shipped_card_names
-        from ..engine.methods import list_methods
+        from ..engine.cards import OPTIMIZERS, load_card, shipped_card_names
+        from ..engine.methods import get_method, list_methods
 
-        self.card_combo = QComboBox()
-        self.card_combo.addItems(shipped_card_names())
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(list_methods())
-        self.params_form = ParamsForm()
+        self.card_combo = _combo_with_item_tips({name: load_card(name).description for name in shipped_card_names()})
+        self.card_combo.setToolTip("The network to train and its image settings (model card): cpu-small is small "
+                                   "and quick without a graphics card; the V-Nets are the papers' networks, for a "
+                                   "GPU. Hover over an entry for details")
+        self.method_combo = _combo_with_item_tips({name: get_method(name).description for name in list_methods()})
+        self.method_combo.setToolTip("How the network learns: supervised from the labelled cases alone, the "
+                                     "others from the unlabelled cases too (semi-supervised). Each comes with its "
+                                     "paper's recommended settings. Hover over an entry for details")
+        self.params_form = for_researchers(ParamsForm())
         self.iterations_spin = QSpinBox(minimum=1, maximum=1_000_000)
+        self.iterations_spin.setToolTip("How many training steps: more steps learn more and take longer "
+                                        "(the status line shows the time left while it runs)")
         self.validate_spin = QSpinBox(minimum=1, maximum=1_000_000)
-        self.validate_spin.setToolTip("Validation Dice every N iterations (and after the last)")
+        self.validate_spin.setToolTip("How often the validation cases measure the network, in steps (and after "
+                                      "the last): the plot's validation Dice")
         self.lr_edit = QLineEdit()
-        self.lr_edit.setToolTip("Initial learning rate (the recipe's schedule decays it)")
+        self.lr_edit.setToolTip("How far each step moves the network at first (learning rate); the recipe's "
+                                "schedule lowers it as the run goes on")
         self.optimizer_combo = QComboBox()
         self.optimizer_combo.addItems(OPTIMIZERS)
+        self.optimizer_combo.setToolTip("The rule that updates the network at each step (optimiser); keep the "
+                                        "recipe's unless you compare methods")
         self.recipe_label = QLabel(wordWrap=True)
         self.device_combo = QComboBox()
         self.device_combo.addItems(_devices())
+        self.device_combo.setToolTip(DEVICE_TIP)
         self.start_from_combo = QComboBox()
         self.start_from_combo.setToolTip("Fine-tune a model version (it becomes the parent), or train a "
                                          "fresh network")
@@ -148,10 +163,13 @@ class FineTuneWidget(PanelStatus, QWidget):
         self.unlabelled_title = QLabel()
         self.validation_label = QLabel(wordWrap=True)
         self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Train a new model version from the ticked cases, in the background: the "
+                                     "window stays usable and the plot follows the run")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop after the current step; the weights are kept (a checkpoint and an "
                                     "inactive model version) and the run can be resumed")
         self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the stopped run where it stopped, to the same number of steps")
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m iterations")
         self.plot = TrainingPlot()
@@ -160,9 +178,9 @@ class FineTuneWidget(PanelStatus, QWidget):
         self.setMinimumWidth(460)
 
         recipe = QFormLayout()
-        recipe.addRow("Card", self.card_combo)
+        recipe.addRow("Network (card)", self.card_combo)
         recipe.addRow("Method", self.method_combo)
-        recipe.addRow("Hyperparameters", self.params_form)
+        recipe.addRow("Method settings (hyperparameters)", self.params_form)
         recipe.addRow(self.recipe_label)
         recipe.addRow("Iterations", self.iterations_spin)
         recipe.addRow("Optimiser", self.optimizer_combo)
@@ -436,7 +454,7 @@ class FineTuneWidget(PanelStatus, QWidget):
         self.iterations_spin.blockSignals(True)  # the form below is fitted to it once
         self.iterations_spin.setValue(recipe.iterations)
         self.iterations_spin.blockSignals(False)
-        self.params_form.set_params(recipe.form_params())
+        self.params_form.set_params(recipe.form_params(), param_help(self.method_combo.currentText()))
         settings = recipe.settings
         self.optimizer_combo.setCurrentText(settings["optimizer"])
         self.lr_edit.setText(format_param(settings["lr"]))
@@ -475,13 +493,24 @@ class FineTuneWidget(PanelStatus, QWidget):
 
 
 def _describe_recipe(recipe, card) -> str:
-    """Where the shown values come from, in one line."""
+    """Where the shown values come from, in one line: plain words first, the engine's names in parentheses."""
     settings = recipe.settings
     schedule = settings["schedule"] + (f" over {settings['poly_horizon']} steps"
                                        if settings["schedule"] == "poly" and settings.get("poly_horizon") else "")
-    source = (f"{recipe.method}'s published recipe" if recipe.source == "method" else f"card {card.name}'s recipe")
-    return (f"{source}: {settings['optimizer']}, lr {format_param(settings['lr'])}, {schedule} schedule, "
-            f"{settings['iterations']} iterations. Your changes below win and are kept with the model version.")
+    source = (f"The {recipe.method} paper's recommended settings" if recipe.source == "method"
+              else f"The recommended settings of {card.name}")
+    return (f"{source}: {settings['iterations']} steps, learning rate {format_param(settings['lr'])} "
+            f"({settings['optimizer']} optimiser, {schedule} schedule). Your changes below win and are kept "
+            "with the model version.")
+
+
+def _combo_with_item_tips(items: dict[str, str]) -> QComboBox:
+    """A combo box of ``items``' names, each entry's tooltip its description."""
+    combo = QComboBox()
+    for index, (name, description) in enumerate(items.items()):
+        combo.addItem(name)
+        combo.setItemData(index, description, Qt.ToolTipRole)
+    return combo
 
 
 def _set_progress(bar: QProgressBar, value: int) -> None:

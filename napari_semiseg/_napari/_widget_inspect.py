@@ -26,6 +26,7 @@ from ._histogram_plot import SoftLabelHistogramPlot
 from ._inspect import SoftLabelInspection, correct_steps, inspection_key, inspection_layers, load_inspection
 from ._layer_update import update_layer_in_place
 from ._panel_status import PanelStatus
+from ._plain_words import for_researchers
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
@@ -33,14 +34,16 @@ if TYPE_CHECKING:
     import napari
 
 COUNT_COLUMNS = ("Gold class", "Voxels", "Wrong before", "Wrong after", "Crossed")
-SHORT_NOTE = ("Reconstructed from the PLC-KD abstract and supplement: deterministic stand-ins for the "
-              "paper's learned assistants, then a forcing step (hover for details).")
+SHORT_NOTE = ("Moves the model's soft label onto your saved correction, voxel by voxel, in four steps "
+              "(reconstructed from the PLC-KD paper's abstract and supplement; hover over the title for details).")
+NOTE_TIP = ("Every voxel you labelled ends on its class's side of 0.5, while the soft label keeps the model's "
+            "doubt elsewhere; the next fine-tune can learn from both (a reconstruction of the PLC-KD teacher team)")
 #: Marks the layers this panel owns, so that it removes only those.
 OWNER_KEY = "semiseg_inspection"
 #: The least height of the panel's scrolled content, in pixels: docked under the Project panel in
 #: a 1400×900 window, Qt squeezed the panel below its content and cut the histograms' x axis off;
 #: now the panel scrolls, and keeps the button and most of the histograms in view.
-MIN_VIEW_HEIGHT = 220
+MIN_VIEW_HEIGHT = 180
 
 
 class SoftLabelInspectionWidget(PanelStatus, QWidget):
@@ -60,14 +63,15 @@ class SoftLabelInspectionWidget(PanelStatus, QWidget):
     # -- layout ----------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.method_label = QLabel(f"<b>{METHOD_LABEL}</b>", wordWrap=True)
+        # The method's name and how it was reconstructed: the paper's terms, for researchers.
+        self.method_label = for_researchers(QLabel(f"<b>{METHOD_LABEL}</b>", wordWrap=True))
         self.method_label.setToolTip(RECONSTRUCTION_NOTE)
-        self.reconstructed_badge = QLabel("RECONSTRUCTED")
+        self.reconstructed_badge = for_researchers(QLabel("RECONSTRUCTED"))
         self.reconstructed_badge.setStyleSheet("background: #b06a10; color: white; padding: 1px 6px; "
                                                "border-radius: 3px; font-weight: bold;")
         self.reconstructed_badge.setToolTip(RECONSTRUCTION_NOTE)
         self.note_label = QLabel(SHORT_NOTE, wordWrap=True)
-        self.note_label.setToolTip(RECONSTRUCTION_NOTE)
+        self.note_label.setToolTip(NOTE_TIP)
         self.note_label.setStyleSheet("color: #a0a0a0; font-size: 10px;")
         self.case_label = QLabel(wordWrap=True)
         self.correct_button = QPushButton("Correct soft label")
@@ -189,7 +193,7 @@ class SoftLabelInspectionWidget(PanelStatus, QWidget):
         for r, row in enumerate(rows):
             for c, value in enumerate(row):
                 self.counts_table.setItem(r, c, QTableWidgetItem(str(value)))
-        self.steps_label.setText("" if corrected is None else f"Steps: {corrected.step_summary()}.")
+        self.steps_label.setText("" if corrected is None else f"Voxels fixed, step by step: {corrected.step_summary()}.")
         opened = self.session.opened
         self.case_label.setText("No case is open." if opened is None else f"Open case: <b>{opened.case_id}</b>")
         self.set_status(message)

@@ -34,6 +34,8 @@ class ModelsSection(QGroupBox):
         self.table.setToolTip("Every fine-tune is a new version; make any of them active again "
                               "to roll back. Val. Dice: on the validation cases at the end of its run.")
         self.activate_button = QPushButton("Make active")
+        self.activate_button.setToolTip("Make the selected version the model that Predict and Pseudo-label use; "
+                                        "any earlier version can be made active again")
         self.activate_button.clicked.connect(lambda _checked=False: self.activate())
         self.table.cellDoubleClicked.connect(lambda row, _col: self.activate(self._row_id(row)))
         buttons = QHBoxLayout()

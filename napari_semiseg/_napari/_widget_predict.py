@@ -39,6 +39,7 @@ from ._predict_job import (PREDICTION_CONTOUR, ColourRamp, PredictRequest, descr
                            layer_volume, predict_steps, prediction_layers, resolve_model, save_in_project)
 from ._responsiveness import EventLoopProbe, StallReport
 from ._panel_status import JobPanel
+from ._plain_words import DEVICE_TIP
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
@@ -97,17 +98,26 @@ class PredictWidget(JobPanel, QWidget):
         self.model_file_edit.setToolTip("A model file written by training (model.pt, best_model.pt); "
                                         "it holds weights and settings only, never code")
         self.model_file_button = QPushButton("Browse…")
+        self.model_file_button.setToolTip("Choose a model file written by training")
         self.mc_spin = QSpinBox(minimum=0, maximum=64, value=0)
-        self.mc_spin.setToolTip("Monte-Carlo dropout sweeps (0: one deterministic sweep); each "
-                                "sweep costs a whole prediction")
-        self.largest_check = QCheckBox("Keep the largest connected component")
-        self.paper_grid_check = QCheckBox("Papers' dense window grid (card stride)")
-        self.paper_grid_check.setToolTip("The exact stride of the published evaluations when the "
-                                         "model's card has one; slower than an overlap")
+        self.mc_spin.setToolTip("Extra predictions with parts of the network switched off at random; the "
+                                "uncertainty layer is high where they disagree. 0: one prediction, its "
+                                "uncertainty from the soft label alone. Each pass takes as long as a whole "
+                                "prediction (Monte-Carlo dropout samples)")
+        self.largest_check = QCheckBox("Keep only the largest region")
+        self.largest_check.setToolTip("Drop the specks apart from the main structure: keep the largest connected "
+                                      "region of the label (largest connected component)")
+        self.paper_grid_check = QCheckBox("Published evaluation grid (slower)")
+        self.paper_grid_check.setToolTip("Place the windows exactly as the published evaluations did (the model "
+                                         "card's stride): comparable with the papers' numbers, slower than the "
+                                         "window overlap")
         self.overlap_spin = QDoubleSpinBox(minimum=0.0, maximum=0.95, singleStep=0.05, decimals=2, value=0.5)
-        self.overlap_spin.setToolTip("Fraction of a window shared with its neighbours")
+        self.overlap_spin.setToolTip("The image is segmented block by block (windows): the share of each block "
+                                     "that overlaps its neighbours. More overlap blends the blocks more smoothly "
+                                     "and takes longer")
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
+        self.device_combo.setToolTip(DEVICE_TIP)
         self.save_check = QCheckBox("Save as a \"prediction\" label version")
         self.save_check.setToolTip("Keep the hard label (and its soft label) in the project; open it "
                                    "from the Project panel's history to correct it")
@@ -116,6 +126,7 @@ class PredictWidget(JobPanel, QWidget):
             "Segment the image: the label is shown, the soft label and the uncertainty are added hidden "
             f"(show or hide the results with {_shortcuts.shown(_shortcuts.TOGGLE_RESULTS)})")
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the prediction; no layer is changed")
         self.status_label = QLabel(wordWrap=True)
         self.setMinimumWidth(360)
 
@@ -126,7 +137,7 @@ class PredictWidget(JobPanel, QWidget):
         file_row.addWidget(self.model_file_edit)
         file_row.addWidget(self.model_file_button)
         options.addRow("Model file", file_row)
-        options.addRow("MC-dropout samples", self.mc_spin)
+        options.addRow("Uncertainty passes (MC dropout)", self.mc_spin)
         options.addRow(self.largest_check)
         options.addRow(self.paper_grid_check)
         options.addRow("Window overlap", self.overlap_spin)

@@ -98,6 +98,14 @@ class ProjectWidget(JobPanel, QWidget):
         self.open_version_button = QPushButton("Open version")
         self.status_label = QLabel("Create or open a project.", wordWrap=True)
         self.setMinimumWidth(520)
+        self.folder_edit.setToolTip("The project's folder: its volumes, every saved label version and the "
+                                    "trained models")
+        self.browse_button.setToolTip("Choose the project folder")
+        self.open_button.setToolTip("Open the project in this folder")
+        self.create_button.setToolTip("Start a new, empty project in this folder")
+        self.open_case_button.setToolTip("Show the selected case with its newest label (or double-click its row)")
+        self.open_version_button.setToolTip("Load the selected label version into the labels layer, to look at it "
+                                            "or correct from it (or double-click its row)")
         # Stacked under other panels the tables would shrink to one row; keep a few visible.
         self.cases_table.setMinimumHeight(_rows_height(self.cases_table, 5))
         self.history_table.setMinimumHeight(_rows_height(self.history_table, 2))

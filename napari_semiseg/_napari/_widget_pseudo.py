@@ -27,13 +27,14 @@ from ._pseudo_job import (DEVICES, PseudoLabelRequest, cases_to_pseudo_label, de
                           describe_summary, pseudo_label_steps)
 from ._predict_job import resolve_model
 from ._panel_status import JobPanel
+from ._plain_words import DEVICE_TIP
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
 if TYPE_CHECKING:
     import napari
 
-RESULT_COLUMNS = ("Case", "Foreground", "Mean entropy", "Confidence")
+RESULT_COLUMNS = ("Case", "Foreground", "Uncertainty", "Confidence")
 #: Progress-bar steps per case: enough for the window batches to move the bar smoothly.
 STEPS_PER_CASE = 100
 
@@ -60,6 +61,7 @@ class PseudoLabelWidget(JobPanel, QWidget):
         self.model_combo.setToolTip("The model version that labels the cases (the active one by default)")
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
+        self.device_combo.setToolTip(DEVICE_TIP)
         self.skip_check = QCheckBox("Skip cases this model already pseudo-labelled", checked=True)
         self.skip_check.setToolTip("A stopped run then continues where it stopped")
         self.todo_label = QLabel(wordWrap=True)
@@ -67,7 +69,12 @@ class PseudoLabelWidget(JobPanel, QWidget):
         self.run_button.setToolTip("Store a \"pseudo\" label version and a soft label (8-bit class "
                                    "probabilities with an uncertainty summary) for each case")
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the window being computed; the cases stored before stay, the "
+                                      "case in progress leaves nothing")
         self.results_table = QTableWidget(0, len(RESULT_COLUMNS))
+        self.results_table.setToolTip("Each case labelled in this run: its foreground voxels, how unsure the model "
+                                      "was on average (0 sure … 1 unsure: mean entropy) and how confident (mean "
+                                      "probability of the chosen class)")
         self.results_table.setHorizontalHeaderLabels(RESULT_COLUMNS)
         self.results_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.results_table.verticalHeader().setVisible(False)

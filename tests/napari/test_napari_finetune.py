@@ -124,7 +124,7 @@ def test_the_form_shows_the_methods_published_recipe_and_the_users_edits_win(pan
     panel.method_combo.setCurrentText("crossmatch")
     assert (panel.optimizer_combo.currentText(), float(panel.lr_edit.text()), panel.iterations_spin.value()) == (
         "adamw", 1e-3, 14000)
-    assert "crossmatch's published recipe" in panel.recipe_label.text()
+    assert "crossmatch paper's recommended settings" in panel.recipe_label.text()
     assert panel.request().settings == {} and panel.request().iterations is None, "nothing changed: no override"
     panel.lr_edit.setText("0.002")
     panel.iterations_spin.setValue(1400)

@@ -141,7 +141,7 @@ def test_correcting_a_pseudo_labelled_case_shows_before_after_crossed_and_histog
          str(int((moved_up & gold).sum()))],
         ["background", str(n_background), str(histograms.wrong_before["background"]), "0",
          str(int((moved_down & ~gold).sum()))]]
-    assert "similarity correction fixed" in inspect_panel.steps_label.text()
+    assert "matched to similar-looking voxels (similarity correction)" in inspect_panel.steps_label.text()
     assert f"{int(moved_up.sum() + moved_down.sum())} voxels crossed 0.5" in inspect_panel.status_label.text()
 
     viewer.layers.selection.active = after

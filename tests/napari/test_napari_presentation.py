@@ -5,11 +5,14 @@ slider named after its axis, and tooltips a clinician can read.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
-from qtpy.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QLineEdit, QListWidget,
-                            QTableWidget, QWidget)
+from qtpy.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QGroupBox, QLabel, QLineEdit,
+                            QListWidget, QTableWidget, QWidget)
 
+from napari_semiseg._napari._plain_words import RESEARCHER_PROPERTY
 from napari_semiseg.engine.pseudo import correct_case_soft_label
 from napari_semiseg.project import Project
 from napari_panel_support import build_project, dock
@@ -136,3 +139,105 @@ def test_the_slice_slider_is_named_after_its_axis(laptop_viewer, project_folder,
     assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")
     slider = viewer.window._qt_viewer.dims.slider_widgets[0]
     assert slider.isVisible() and slider.axis_label.text() == "z", "not napari's '-3'"
+
+
+#: Words a clinician should not meet unexplained: the issue named "Card cpu-small", "MC-dropout samples"
+#: and "false-pixel assistant fixed 1446". A term may stand in parentheses after plain words,
+#: where a researcher needs the technical name.
+JARGON = ("(?<!graphics )card", "mc-dropout", "dropout", "assistants?", "entropy", "stride", "hyperparameters?",
+          "checkpoint", "cuda", "adamw", "poly", "lr", "ema", "logits?")
+
+
+def _words_outside_parentheses(text: str) -> str:
+    """``text`` without its HTML tags and its parenthesised parts (nested ones too)."""
+    text = re.sub(r"<[^>]+>", " ", text)
+    depth, kept = 0, []
+    for character in text:
+        depth += character == "("
+        if depth == 0:
+            kept.append(character)
+        depth -= character == ")" and depth > 0
+    return "".join(kept)
+
+
+def _for_researchers(widget: QWidget, panel: QWidget) -> bool:
+    """Whether ``widget`` lies in a part of ``panel`` marked as the methods' own terms."""
+    while widget is not None and widget is not panel:
+        if widget.property(RESEARCHER_PROPERTY):
+            return True
+        widget = widget.parentWidget()
+    return False
+
+
+def _texts(panel: QWidget) -> list[str]:
+    """What the panel says to a clinician: labels, button and box titles, table headers, tooltips."""
+    texts = []
+    for widget in [panel, *panel.findChildren(QWidget)]:
+        if _for_researchers(widget, panel):
+            continue
+        texts.append(widget.toolTip())
+        if isinstance(widget, (QLabel, QAbstractButton)):
+            texts.append(widget.text())
+        elif isinstance(widget, QGroupBox):
+            texts.append(widget.title())
+        elif isinstance(widget, QTableWidget):
+            texts += [widget.horizontalHeaderItem(c).text() for c in range(widget.columnCount())]
+    return [text for text in texts if text]
+
+
+def _unexplained_jargon(texts: list[str]) -> list[tuple[str, str]]:
+    found = []
+    for text in texts:
+        plain = _words_outside_parentheses(text).lower()
+        found += [(term, text) for term in JARGON if re.search(rf"(?<![\w-]){term}(?![\w-])", plain)]
+    return found
+
+
+def _user_controls(panel: QWidget) -> list[QWidget]:
+    """The controls a user operates (not the parts of spin boxes and combos, not a table's corner button)."""
+    return [widget for widget in panel.findChildren(QWidget) if isinstance(widget, CONTROLS)
+            and not isinstance(widget.parentWidget(), (QAbstractSpinBox, QComboBox, QTableWidget))]
+
+
+def _named(control: QWidget) -> str:
+    for attribute in ("text", "currentText", "placeholderText"):
+        if hasattr(control, attribute) and getattr(control, attribute)():
+            return f"{type(control).__name__} {getattr(control, attribute)()!r}"
+    return type(control).__name__
+
+
+def test_every_control_of_every_panel_says_what_it_does_in_plain_words(laptop_viewer, project_folder, qtbot):
+    from napari_semiseg.engine.methods import list_methods
+
+    case = "la_phantom_02"  # pseudo-labelled and corrected: the soft-label panel shows all it can
+    with Project.open(project_folder) as project:
+        store_teacher(project, case)
+        project.save_label(case, phantom_truth(case).astype(np.uint8), "corrected")
+        correct_case_soft_label(project, case)
+    viewer = laptop_viewer
+    project_panel = dock(viewer, "Project")
+    panels = [project_panel] + [dock(viewer, name, tabify=True) for name in
+                                ("Predict", "Fine-tune", "Pseudo-label", "Soft-label correction")]
+    project_panel.open_project(project_folder)
+    project_panel.open_case(case)
+    qtbot.waitUntil(lambda: panels[-1].plot.histograms is not None, timeout=10_000)
+    assert panels[-1].steps_label.text()
+
+    def silent(panel) -> list[str]:
+        return [f"{type(panel).__name__}: {_named(control)}" for control in _user_controls(panel)
+                if control.isEnabled() and not control.toolTip().strip()]
+
+    def jargon(panel) -> list[str]:
+        return [f"{type(panel).__name__}: {term!r} in {text!r}" for term, text in _unexplained_jargon(_texts(panel))]
+
+    problems = {"controls without a tooltip": [], "jargon a clinician meets unexplained": []}
+    for panel in panels:
+        problems["controls without a tooltip"] += silent(panel)
+        problems["jargon a clinician meets unexplained"] += jargon(panel)
+    finetune = panels[2]
+    for method in list_methods():  # each method brings its own settings
+        finetune.method_combo.setCurrentText(method)
+        problems["controls without a tooltip"] += silent(finetune)
+        problems["jargon a clinician meets unexplained"] += jargon(finetune)
+    report = {kind: sorted(set(found)) for kind, found in problems.items() if found}
+    assert not report, "\n".join(f"{kind}:\n  " + "\n  ".join(found) for kind, found in report.items())
