@@ -1,7 +1,8 @@
 """Files a careless or hostile user imports: truncated, NaN/inf, not real numbers, headers
 pointing elsewhere. Each is refused by name at import and nothing of it enters the project; a
 folder import goes on with the good files; pseudo-labelling and inference go on past a case
-whose image file went bad after import. Real files, real SQLite, real subprocesses."""
+whose image file went bad after import. Real files, real SQLite, real ``semiseg`` processes
+(pseudo-labelling and inference run their command lines in this process: torch is imported once)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from napari_semiseg.cli import main
 from napari_semiseg.errors import VolumeError
 from napari_semiseg.io import Volume, read_volume, write_volume
 from napari_semiseg.project import Project, import_la
-from cli_support import semiseg
+from cli_support import semiseg, semiseg_here
 from pseudo_support import make_project, register_tiny_model
 
 SHAPE = (8, 12, 16)
@@ -209,7 +210,7 @@ def spoiled_project(tmp_path):
 def test_pseudo_label_labels_the_good_cases_and_reports_the_bad_one(spoiled_project):
     root, image_path = spoiled_project
 
-    result = semiseg("pseudo-label", root, "--device", "cpu")
+    result = semiseg_here("pseudo-label", root, "--device", "cpu")
 
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
