@@ -1,5 +1,6 @@
-"""``semiseg pseudo-label``, ``next-case`` and ``correct-soft-label`` as a user runs them: a real
-subprocess on a real project, its stdout, stderr and exit status."""
+"""``semiseg pseudo-label``, ``next-case`` and ``correct-soft-label`` as a user runs them on a real
+project: stdout, stderr and exit status (a real ``semiseg`` process for the user error, the
+other command lines in this process, where torch is imported once)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from napari_semiseg.cli import main
 from napari_semiseg.engine.pseudo import pseudo_label
 from napari_semiseg.project import Project
-from cli_support import semiseg
+from cli_support import semiseg, semiseg_here
 from pseudo_support import make_project, register_tiny_model
 
 
@@ -23,7 +24,7 @@ def folder(tmp_path):
 
 
 def test_pseudo_label_prints_a_table_and_the_throughput(folder):
-    result = semiseg("pseudo-label", folder, "--cases", "u1", "u0", "--device", "cpu")
+    result = semiseg_here("pseudo-label", folder, "--cases", "u1", "u0", "--device", "cpu")
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -50,8 +51,8 @@ def test_pseudo_label_without_a_model_is_a_user_error(tmp_path):
 
 
 def test_next_case_and_correct_soft_label(folder, capsys):
-    # set up through the API; the commands run in process (the subprocess tests above cover
-    # the entry point and the exit statuses)
+    # set up through the API; the commands run in process (the user-error test above runs the
+    # entry point in a process of its own and reads its exit status)
     with Project.open(folder) as project:
         pseudo_label(project, device="cpu")
         ranked = sorted(("u0", "u1"), key=lambda c: -project.case_uncertainty(c).mean_entropy)
