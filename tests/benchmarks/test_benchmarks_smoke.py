@@ -2,8 +2,9 @@
 
 A fake LA folder of ten tiny ``mri_norm2.h5`` volumes (the benchmark's (x, y, z) layout, a
 bright ball labelled) stands in for ``../shared/data/LA``; cards are the shipped ones, with a
-16³ patch for the iteration cost. The GUI responsiveness benchmark needs a napari window and
-is exercised by running it (``python -m benchmarks.responsiveness``), not here.
+16³ patch for the iteration cost and the CPU settings' training runs. The GUI responsiveness
+benchmark needs a napari window and is exercised by running it (``python -m
+benchmarks.responsiveness``), not here.
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ def fake_la(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def small_patch(tmp_path, monkeypatch) -> Path:
+    """The CPU settings' card, cpu-small, with a 16³ patch: these tests check how a benchmark
+    wires its runs, not what a 32×48×48 patch learns, and a 16³ step or window costs a fraction."""
+    card = tmp_path / "cpu-small-16.yaml"
+    card.write_text(json.dumps({**load_card("cpu-small").to_dict(), "patch_size": [16, 16, 16]}))  # JSON is YAML
+    for settings in (quality_la.SETTINGS, finetune_gain.SETTINGS):
+        monkeypatch.setitem(settings, "cpu", {**settings["cpu"], "card": str(card)})
+    return card
+
+
 def _rows(path: Path) -> list[dict]:
     with path.open() as handle:
         return list(csv.DictReader(handle))
@@ -63,7 +75,7 @@ def test_iteration_cost_times_every_method_on_the_trainers_batches(fake_la):
     assert all(float(r["ms_per_iteration"]) > 0 for r in rows)
 
 
-def test_quality_la_trains_evaluates_per_case_and_plots(fake_la):
+def test_quality_la_trains_evaluates_per_case_and_plots(fake_la, small_patch):
     summary = quality_la.run(fake_la / "data", labeled=(1,), methods=("supervised",), upper_bound=False,
                              iterations=2, validate_every=2)
     out = fake_la / "results" / "quality_la" / "cpu"
@@ -77,7 +89,7 @@ def test_quality_la_trains_evaluates_per_case_and_plots(fake_la):
     assert dice_row in (out / "summary.md").read_text(), "the Dice-by-N table the README quotes"
 
 
-def test_quality_la_plc_kd_distils_from_a_teacher_project_of_training_cases_only(fake_la):
+def test_quality_la_plc_kd_distils_from_a_teacher_project_of_training_cases_only(fake_la, small_patch):
     summary = quality_la.run(fake_la / "data", labeled=(1,), methods=("plc-kd",), upper_bound=False,
                              iterations=2, validate_every=2)
     out = fake_la / "results" / "quality_la" / "cpu"
@@ -103,7 +115,7 @@ def test_quality_la_plc_kd_distils_from_a_teacher_project_of_training_cases_only
     assert targets["CASE00"]["gold_label_id"] is not None and targets["CASE01"]["gold_label_id"] is None
 
 
-def test_quality_la_atso_starts_from_the_supervised_run_and_spends_the_budget(tmp_path, monkeypatch):
+def test_quality_la_atso_starts_from_the_supervised_run_and_spends_the_budget(tmp_path, monkeypatch, small_patch):
     cases = [f"CASE{index:02d}" for index in range(13)]  # 1 labelled, 4 reference (two folds), 8 validation
     _write_fake_la(tmp_path / "data" / "LA", cases)
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "results"))
@@ -124,7 +136,7 @@ def test_quality_la_atso_starts_from_the_supervised_run_and_spends_the_budget(tm
     assert pseudo_cases == set(cases[1:5]), "every reference case was pseudo-labelled"
 
 
-def test_finetune_gain_starts_every_run_from_m0_with_one_schedule_and_reports_the_gain(fake_la):
+def test_finetune_gain_starts_every_run_from_m0_with_one_schedule_and_reports_the_gain(fake_la, small_patch):
     """N = 1 of 2 training cases, one seed: M0, then the control and PLC-KD from its weights."""
     (fake_la / "data" / "LA" / "other.list").write_text("CASE00\nCASE01\n")
     summary = finetune_gain.run(fake_la / "data", labeled=(1,), methods=("plc-kd",), seeds=1,
