@@ -339,7 +339,9 @@ def test_each_consistency_method_trains_from_the_panel(panels, project_folder, q
     _viewer, _project_panel, panel = panels
     panel.method_combo.setCurrentText(method)
     assert panel.request().method == method
-    _configure(panel, iterations=2, validate_every=2)
+    # One step shows the method training and logging its losses from the panel; the live plot over
+    # several steps is checked by the plain fine-tune test.
+    _configure(panel, iterations=1, validate_every=1)
 
     panel.start_button.click()
     run = panel.run
@@ -347,8 +349,8 @@ def test_each_consistency_method_trains_from_the_panel(panels, project_folder, q
     _wait_for_end(panel, qtbot, run)
 
     assert run.status == "finished", run.error
-    assert [i for i, _loss in panel.plot.loss_points] == [1, 2]
-    assert [i for i, _dice in panel.plot.dice_points] == [2]
+    assert [i for i, _loss in panel.plot.loss_points] == [1]
+    assert [i for i, _dice in panel.plot.dice_points] == [1]
     events = read_events(Path(run.config.output_dir) / EVENTS_FILE)
     logged = {name for e in events if e["event"] == "iteration" for name in e["losses"]}
     assert {"total", METHOD_LOSSES[method]} <= logged, f"{method} logged {sorted(logged)}"
