@@ -205,13 +205,13 @@ def inspection_layers(inspection: SoftLabelInspection, geometry) -> list[tuple]:
     Returns:
         ``[(before, kwargs, "image")]`` for a case without correction; otherwise also
         ``(after, kwargs, "image")`` and ``(crossed, kwargs, "labels")``. Soft labels are
-        float32 0..1 (contrast limits 0..1); the teacher's is hidden when the corrected one
-        is shown, so the two can be compared by toggling.
+        float32 0..1 (contrast limits 0..1). The teacher's is added hidden, as the Predict
+        panel adds its soft label: it would tint the whole image the clinician corrects; the
+        corrected one, which the clinician asked for, is shown, the two compared by toggling.
     """
     case_id = inspection.case_id
     teacher_extra = {"case": case_id, "soft_label": inspection.teacher.id, "model": inspection.teacher.model_id}
-    before = _unit_image(inspection.before, geometry, f"{case_id}{BEFORE_SUFFIX}", teacher_extra,
-                         visible=not inspection.has_correction)
+    before = _unit_image(inspection.before, geometry, f"{case_id}{BEFORE_SUFFIX}", teacher_extra, visible=False)
     if not inspection.has_correction:
         return [before]
     corrected_extra = {"case": case_id, "soft_label": inspection.corrected.id,

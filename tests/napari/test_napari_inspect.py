@@ -78,6 +78,7 @@ def test_correcting_a_pseudo_labelled_case_shows_before_after_crossed_and_histog
     qtbot.wait(50)
     names = [layer.name for layer in viewer.layers]
     assert names == [CASE, f"{CASE} label", f"{CASE}{BEFORE_SUFFIX}"]
+    assert not viewer.layers[f"{CASE}{BEFORE_SUFFIX}"].visible, "added hidden: the anatomy stays untinted"
     assert not inspect_panel.correct_button.isEnabled()
     assert "save the correction" in inspect_panel.status_label.text()
 
