@@ -39,12 +39,16 @@ def laptop_viewer(make_napari_viewer, qtbot):
     return viewer
 
 
-def _controls(panel: QWidget) -> list[QWidget]:
-    """The panel's visible controls (the spin boxes' own line edits are part of the spin box)."""
-    return [widget for widget in panel.findChildren(QWidget)
-            if isinstance(widget, CONTROLS) and widget.isVisible()
-            and not isinstance(widget.parentWidget(), QAbstractSpinBox)
-            and not isinstance(widget.parentWidget(), QComboBox)]
+def _user_controls(panel: QWidget) -> list[QWidget]:
+    """The controls a user operates (not the parts of spin boxes and combos, not a table's corner button)."""
+    return [widget for widget in panel.findChildren(QWidget) if isinstance(widget, CONTROLS)
+            and not isinstance(widget.parentWidget(), (QAbstractSpinBox, QComboBox, QTableWidget))]
+
+
+def _fully_in_view(widget: QWidget, viewport: QWidget) -> bool:
+    top_left = widget.mapTo(viewport, widget.rect().topLeft())
+    bottom_right = widget.mapTo(viewport, widget.rect().bottomRight())
+    return viewport.rect().contains(top_left) and viewport.rect().contains(bottom_right)
 
 
 def _settle(qtbot) -> None:
@@ -66,27 +70,19 @@ def test_every_fine_tune_control_can_be_scrolled_into_full_view_at_1400x900(
     assert (window.width(), window.height()) == WINDOW, "the docked panels fit the window"
 
     viewport = panel.scroll.viewport()
-    controls = _controls(panel)
+    controls = [control for control in _user_controls(panel) if control.isVisible()]
     assert len(controls) > 30
     hidden = []
     for control in controls:
         panel.scroll.ensureWidgetVisible(control)
         QApplication.processEvents()
-        top_left = control.mapTo(viewport, control.rect().topLeft())
-        bottom_right = control.mapTo(viewport, control.rect().bottomRight())
-        if not (viewport.rect().contains(top_left) and viewport.rect().contains(bottom_right)):
-            hidden.append(f"{type(control).__name__} {control.toolTip()[:40]!r} at {top_left}..{bottom_right}")
+        if not _fully_in_view(control, viewport):
+            hidden.append(f"{type(control).__name__} {control.toolTip()[:40]!r} at {control.geometry()}")
     assert not hidden, f"scrolled to, still cut off by the {viewport.size()} view: {hidden}"
     dock_widget = panel.parentWidget()
     while dock_widget.parentWidget() is not window:
         dock_widget = dock_widget.parentWidget()
     assert window.rect().contains(dock_widget.geometry()), "the dock lies inside the window"
-
-
-def _fully_in_view(widget: QWidget, viewport: QWidget) -> bool:
-    top_left = widget.mapTo(viewport, widget.rect().topLeft())
-    bottom_right = widget.mapTo(viewport, widget.rect().bottomRight())
-    return viewport.rect().contains(top_left) and viewport.rect().contains(bottom_right)
 
 
 def test_the_soft_label_histograms_show_both_axes_whole_at_1400x900(laptop_viewer, project_folder, qtbot):
@@ -191,12 +187,6 @@ def _unexplained_jargon(texts: list[str]) -> list[tuple[str, str]]:
         plain = _words_outside_parentheses(text).lower()
         found += [(term, text) for term in JARGON if re.search(rf"(?<![\w-]){term}(?![\w-])", plain)]
     return found
-
-
-def _user_controls(panel: QWidget) -> list[QWidget]:
-    """The controls a user operates (not the parts of spin boxes and combos, not a table's corner button)."""
-    return [widget for widget in panel.findChildren(QWidget) if isinstance(widget, CONTROLS)
-            and not isinstance(widget.parentWidget(), (QAbstractSpinBox, QComboBox, QTableWidget))]
 
 
 def _named(control: QWidget) -> str:
