@@ -1,6 +1,7 @@
 """The README's main job: napari with the plugin docked on a sample project.
 
     python -m napari_semiseg.demo --out DIR [--headless] [--shared-data PATH]
+    python -m napari_semiseg.demo --screenshots docs/screenshots --shared-data PATH   # the README's pictures
 
 Builds (or completes) a sample project in ``DIR/project``: the shipped hippocampus MRIs with
 their gold labels, a few synthetic left-atrium phantoms and, when ``--shared-data`` holds the
@@ -11,7 +12,8 @@ panels: when the project has no model yet, the Fine-tune panel trains a first on
 ``--train-iterations`` steps (a child process, on the labelled left-atrium cases); the Predict
 panel then predicts the open case (labels, soft label, uncertainty); a screenshot of the whole
 window goes to ``DIR/demo-screenshot.png`` and it exits 0 (``make demo`` runs it under
-``xvfb-run`` when there is no display).
+``xvfb-run`` when there is no display). ``--screenshots`` stages the same loop on real LA
+volumes for the README's pictures (``_readme_screenshots``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from ..errors import SemisegError
 from ..project import GOLD_KINDS
 from ..samples import SampleProjectSpec, build_sample_project
+from ._readme_screenshots import LA_CASES as README_LA_CASES, TRAIN_ITERATIONS as README_ITERATIONS
 
 #: The dock widgets the demo opens, in order; Fine-tune shares a tabbed dock with Project.
 DEMO_WIDGETS: tuple[str, ...] = ("Project", "Fine-tune", "Predict")
@@ -35,24 +38,30 @@ SCREENSHOT_NAME = "demo-screenshot.png"
 #: The headless demo's first model: a short run at a fairly high learning rate finds the atrium.
 DEMO_TRAIN_ITERATIONS = 24
 DEMO_LEARNING_RATE = 0.01
-#: The longest the headless demo waits for its training run and its prediction, in seconds.
-DEMO_WAIT_S = 900
+#: The longest the headless demo waits for its training run and its prediction, in seconds (the
+#: README's 200-step run took 15 min on two CPU cores that other work kept busy).
+DEMO_WAIT_S = 3600
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m napari_semiseg.demo",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, type=Path,
-                        help="folder for the project and the screenshot")
+    parser.add_argument("--out", type=Path, default=Path("demo-output"),
+                        help="folder for the project and the screenshot (default demo-output)")
     parser.add_argument("--headless", action="store_true",
                         help="draw once, save DIR/demo-screenshot.png and exit (needs an X server, "
                              "e.g. xvfb-run; one is started when pyvirtualdisplay is installed)")
     parser.add_argument("--shared-data", type=Path, default=None,
                         help="the shared data folder; its LA/ subfolder adds real LA cases")
-    parser.add_argument("--la-cases", type=int, default=4, help="how many LA cases to add (default 4)")
-    parser.add_argument("--train-iterations", type=int, default=DEMO_TRAIN_ITERATIONS,
+    parser.add_argument("--la-cases", type=int, default=None,
+                        help=f"how many LA cases to add (default 4; {README_LA_CASES} for --screenshots)")
+    parser.add_argument("--train-iterations", type=int, default=None,
                         help="headless: steps of the first model's training when the project has none "
-                             f"(default {DEMO_TRAIN_ITERATIONS}); 0 skips training and prediction")
+                             f"(default {DEMO_TRAIN_ITERATIONS}; {README_ITERATIONS} for --screenshots); 0 skips "
+                             "training and prediction")
+    parser.add_argument("--screenshots", type=Path, default=None, metavar="DIR",
+                        help="make the README's pictures into DIR from real LA volumes (needs --shared-data): "
+                             "a project in OUT/left-atrium, a window at 1400x900, author 'clinician'")
     return parser.parse_args(argv)
 
 
@@ -66,14 +75,33 @@ def demo_spec(shared_data: Path | None, la_cases: int) -> SampleProjectSpec:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.headless and not _has_display():
+    if (args.headless or args.screenshots) and not _has_display():
         return _rerun_on_virtual_display(argv if argv is not None else sys.argv[1:])
+    if args.screenshots is not None:
+        return _readme_screenshots(args)
     try:
-        project_folder = prepare_project(args.out, demo_spec(args.shared_data, args.la_cases))
+        project_folder = prepare_project(args.out, demo_spec(args.shared_data, _or(args.la_cases, 4)))
     except SemisegError as error:
         print(f"demo: {error}", file=sys.stderr)
         return 2
-    return show(project_folder, args.out / SCREENSHOT_NAME if args.headless else None, args.train_iterations)
+    return show(project_folder, args.out / SCREENSHOT_NAME if args.headless else None,
+                _or(args.train_iterations, DEMO_TRAIN_ITERATIONS))
+
+
+def _readme_screenshots(args: argparse.Namespace) -> int:
+    from ._readme_screenshots import prepare_readme_project, readme_spec, take_screenshots
+
+    os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")  # no toast over the pictures
+    try:
+        folder = prepare_readme_project(args.out, readme_spec(args.shared_data, _or(args.la_cases, README_LA_CASES)))
+        return take_screenshots(args.screenshots, folder, _or(args.train_iterations, README_ITERATIONS))
+    except SemisegError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 2
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def prepare_project(out: Path, spec: SampleProjectSpec) -> Path:
@@ -187,13 +215,11 @@ def _texts(widget) -> list[str]:
 
 def _wait_until(condition, seconds: float = DEMO_WAIT_S) -> bool:
     """Run the event loop until ``condition()`` holds; False when ``seconds`` ran out."""
-    from qtpy.QtWidgets import QApplication
-
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             return False
-        QApplication.processEvents()
+        _process_events()
         time.sleep(0.01)
     return True
 
@@ -219,12 +245,20 @@ def _case_to_show(panel) -> str:
 
 
 def _let_the_window_draw(seconds: float = 1.5) -> None:
-    from qtpy.QtWidgets import QApplication
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        QApplication.processEvents()
+        _process_events()
         time.sleep(0.02)
+
+
+def _process_events() -> None:
+    """One turn of the event loop, widgets deleted later included: ``processEvents`` alone leaves
+    them (a replaced split combo of the cases table stayed drawn over the first cell)."""
+    from qtpy.QtCore import QEvent
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
 
 
 def _has_display() -> bool:
