@@ -110,7 +110,8 @@ def open_window(project_folder: Path):
 
 def take_screenshots(out_dir: Path, project_folder: Path, iterations: int = TRAIN_ITERATIONS) -> int:
     """Go through the loop in a window and save ``PICTURES`` into ``out_dir``; 0, or 1 on a failure."""
-    from ._demo import _bring_to_front, _train_and_predict, _wait_until
+    from ._demo_steps import bring_to_front as _bring_to_front, train_and_predict as _train_and_predict, \
+        wait_until as _wait_until
 
     viewer, panels = open_window(project_folder)
     project_panel, predict = panels["Project"], panels["Predict"]
@@ -175,7 +176,7 @@ def _correct_and_save(viewer, project_panel, case_id: str, reference: np.ndarray
 
 def _correct_soft_label(viewer, inspect) -> bool:
     """Press Correct soft label and wait; select the corrected soft label. False when it failed."""
-    from ._demo import _wait_until
+    from ._demo_steps import wait_until as _wait_until
 
     job = inspect.correct()
     done = job is not None and _wait_until(lambda: not job.running)
@@ -193,7 +194,7 @@ def _scroll_to_end(scroll_area) -> None:
 
 
 def _save(viewer, path: Path) -> None:
-    from ._demo import _let_the_window_draw
+    from ._demo_steps import let_the_window_draw as _let_the_window_draw
 
     viewer.window.resize(*WINDOW_SIZE)
     _let_the_window_draw(1.0)
