@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                            QListWidget, QListWidgetItem, QProgressBar, QPushButton, QScrollArea, QSpinBox,
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                            QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
                             QVBoxLayout, QWidget)
 
 from ..errors import ProjectError, SemisegError
@@ -33,6 +33,7 @@ from ._plot import TrainingPlot
 from ._responsiveness import EventLoopProbe, StallReport
 from ._panel_status import PanelStatus
 from ._plain_words import DEVICE_TIP, for_researchers
+from ._scrolled_panel import scroll_panel
 from ._shared import session_for
 from ._widget_models import ModelsSection
 
@@ -213,13 +214,7 @@ class FineTuneWidget(PanelStatus, QWidget):
         layout.addWidget(run_box, stretch=2)
         layout.addWidget(self.models, stretch=1)
         # A short window scrolls the panel rather than squeezing the plot under its neighbours.
-        self.scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.scroll.setMinimumHeight(MIN_FORM_HEIGHT)
-        self.scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self.scroll)
+        self.scroll = scroll_panel(self, content, MIN_FORM_HEIGHT)
 
         self._recipe_shown = False
         self.card_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed(card_changed=True))

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from napari.layers import Layer
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QAbstractItemView, QFrame, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                            QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                            QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..engine.pseudo import METHOD_LABEL, RECONSTRUCTION_NOTE
 from ..errors import SemisegError
@@ -27,6 +27,7 @@ from ._inspect import SoftLabelInspection, correct_steps, inspection_key, inspec
 from ._layer_update import update_layer_in_place
 from ._panel_status import PanelStatus
 from ._plain_words import for_researchers
+from ._scrolled_panel import scroll_panel
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
@@ -108,13 +109,7 @@ class SoftLabelInspectionWidget(PanelStatus, QWidget):
         layout = QVBoxLayout(content)
         layout.addWidget(box, stretch=1)
         layout.addWidget(self.status_label)
-        self.scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.scroll.setMinimumHeight(MIN_VIEW_HEIGHT)
-        self.scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self.scroll)
+        self.scroll = scroll_panel(self, content, MIN_VIEW_HEIGHT)
         self.correct_button.clicked.connect(lambda _checked=False: self.correct())
 
     # -- actions ---------------------------------------------------------------------------------

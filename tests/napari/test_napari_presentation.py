@@ -85,12 +85,19 @@ def test_every_fine_tune_control_can_be_scrolled_into_full_view_at_1400x900(
     assert window.rect().contains(dock_widget.geometry()), "the dock lies inside the window"
 
 
-def test_the_soft_label_histograms_show_both_axes_whole_at_1400x900(laptop_viewer, project_folder, qtbot):
+def _corrected_soft_label_case(project_folder) -> str:
+    """A phantom case pseudo-labelled, corrected and soft-label corrected: the Soft-label
+    correction panel shows all it can. Returns the case id."""
     case = "la_phantom_02"
     with Project.open(project_folder) as project:
         store_teacher(project, case)
         project.save_label(case, phantom_truth(case).astype(np.uint8), "corrected")
         correct_case_soft_label(project, case)
+    return case
+
+
+def test_the_soft_label_histograms_show_both_axes_whole_at_1400x900(laptop_viewer, project_folder, qtbot):
+    case = _corrected_soft_label_case(project_folder)
     viewer = laptop_viewer
     project_panel = dock(viewer, "Project")
     panel = dock(viewer, "Soft-label correction")  # stacked under Project, as the Plugins menu docks it
@@ -199,11 +206,7 @@ def _named(control: QWidget) -> str:
 def test_every_control_of_every_panel_says_what_it_does_in_plain_words(laptop_viewer, project_folder, qtbot):
     from napari_semiseg.engine.methods import list_methods
 
-    case = "la_phantom_02"  # pseudo-labelled and corrected: the soft-label panel shows all it can
-    with Project.open(project_folder) as project:
-        store_teacher(project, case)
-        project.save_label(case, phantom_truth(case).astype(np.uint8), "corrected")
-        correct_case_soft_label(project, case)
+    case = _corrected_soft_label_case(project_folder)
     viewer = laptop_viewer
     project_panel = dock(viewer, "Project")
     panels = [project_panel] + [dock(viewer, name, tabify=True) for name in
