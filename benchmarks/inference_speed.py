@@ -19,7 +19,6 @@ Target (issue 6): ours at least 5× faster at a Dice difference of at most 0.5 p
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
 from pathlib import Path
 

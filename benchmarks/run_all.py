@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from . import finetune_gain, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la, responsiveness
+from . import finetune_gain, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la
 from ._common import REPO_ROOT, describe_machine, set_threads
 
 

@@ -16,13 +16,12 @@ turn after the Start (or Resume) click has been handled and drawn, to the run's 
 from __future__ import annotations
 
 import atexit
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                            QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+                            QListWidgetItem, QProgressBar, QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import ProjectError, SemisegError
 from ..workflows.models import trained_with_network
@@ -31,9 +30,10 @@ from ._finetune_job import CasePools, FineTuneRun, format_param, param_help, par
 from ._model_rows import describe_model
 from ._plot import TrainingPlot
 from ._responsiveness import EventLoopProbe, StallReport
+from ._panel_parts import button, group_box, row_of, scroll_panel
 from ._panel_status import PanelStatus
+from ._params_form import ParamsForm
 from ._plain_words import DEVICE_TIP, for_researchers
-from ._scrolled_panel import scroll_panel
 from ._shared import session_for
 from ._widget_models import ModelsSection
 
@@ -48,58 +48,6 @@ FRESH = "fresh network"
 #: nothing); this keeps several form rows in view and still leaves the Project panel its
 #: five case rows.
 MIN_FORM_HEIGHT = 180
-
-
-class ParamsForm(QWidget):
-    """One editable field per hyperparameter of a method (a check box for booleans)."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self._layout = QFormLayout(self)
-        self._layout.setContentsMargins(0, 0, 0, 0)
-        self._defaults: dict[str, Any] = {}
-        self.fields: dict[str, QWidget] = {}
-
-    def set_params(self, values: dict[str, Any], descriptions: dict[str, str] | None = None) -> None:
-        """One field per value; ``descriptions`` (name → text) become the fields' tooltips."""
-        while self._layout.rowCount():
-            self._layout.removeRow(0)
-        self._defaults, self.fields = dict(values), {}
-        for name, value in values.items():
-            if isinstance(value, bool):
-                field = QCheckBox()
-                field.setChecked(value)
-            else:
-                field = QLineEdit(format_param(value))
-            field.setToolTip(f"{name}: {(descriptions or {}).get(name) or 'a setting of the method'} "
-                             f"(default {format_param(value)})")
-            self.fields[name] = field
-            self._layout.addRow(name, field)
-        if not values:
-            self._layout.addRow(QLabel("(no hyperparameters)"))
-
-    def set_values(self, values: dict[str, Any]) -> None:
-        """Show new values in the fields of those names (the others keep what was typed)."""
-        for name, value in values.items():
-            field = self.fields.get(name)
-            if isinstance(field, QCheckBox):
-                field.setChecked(bool(value))
-            elif field is not None:
-                field.setText(format_param(value))
-
-    def values(self) -> dict[str, Any]:
-        """The typed values, each parsed as the type of its default.
-
-        Raises:
-            ProjectError: a field does not hold a value of its type.
-        """
-        values = {}
-        for name, field in self.fields.items():
-            if isinstance(field, QCheckBox):
-                values[name] = field.isChecked()
-            else:
-                values[name] = parse_param(field.text(), self._defaults[name], name)
-        return values
 
 
 class FineTuneWidget(PanelStatus, QWidget):
@@ -124,6 +72,21 @@ class FineTuneWidget(PanelStatus, QWidget):
     # -- layout ----------------------------------------------------------------------------
 
     def _build(self) -> None:
+        self.setMinimumWidth(460)
+        self.models = ModelsSection(self.session)
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.addWidget(self._recipe_group())
+        layout.addWidget(self._cases_group())
+        layout.addWidget(self._run_group(), stretch=2)
+        layout.addWidget(self.models, stretch=1)
+        # A short window scrolls the panel rather than squeezing the plot under its neighbours.
+        self.scroll = scroll_panel(self, content, MIN_FORM_HEIGHT)
+        self._recipe_shown = False
+        self.card_combo.setCurrentIndex(max(self.card_combo.findText("cpu-small"), 0))
+        self._on_recipe_changed()
+
+    def _recipe_group(self) -> QGroupBox:
         from ..engine.cards import OPTIMIZERS, load_card, shipped_card_names
         from ..engine.methods import get_method, list_methods
 
@@ -131,25 +94,28 @@ class FineTuneWidget(PanelStatus, QWidget):
         self.card_combo.setToolTip("The network to train and its image settings (model card): cpu-small is small "
                                    "and quick without a graphics card; the V-Nets are the papers' networks, for a "
                                    "GPU. Hover over an entry for details")
+        self.card_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed(card_changed=True))
         self.method_combo = _combo_with_item_tips({name: get_method(name).description for name in list_methods()})
         self.method_combo.setToolTip("How the network learns: supervised from the labelled cases alone, the "
                                      "others from the unlabelled cases too (semi-supervised). Each comes with its "
                                      "paper's recommended settings. Hover over an entry for details")
+        self.method_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed())
         self.params_form = for_researchers(ParamsForm())
+        self.recipe_label = QLabel(wordWrap=True)
         self.iterations_spin = QSpinBox(minimum=1, maximum=1_000_000)
         self.iterations_spin.setToolTip("How many training steps: more steps learn more and take longer "
                                         "(the status line shows the time left while it runs)")
-        self.validate_spin = QSpinBox(minimum=1, maximum=1_000_000)
-        self.validate_spin.setToolTip("How often the validation cases measure the network, in steps (and after "
-                                      "the last): the plot's validation Dice")
-        self.lr_edit = QLineEdit()
-        self.lr_edit.setToolTip("How far each step moves the network at first (learning rate); the recipe's "
-                                "schedule lowers it as the run goes on")
+        self.iterations_spin.valueChanged.connect(self._fit_ramps)
         self.optimizer_combo = QComboBox()
         self.optimizer_combo.addItems(OPTIMIZERS)
         self.optimizer_combo.setToolTip("The rule that updates the network at each step (optimiser); keep the "
                                         "recipe's unless you compare methods")
-        self.recipe_label = QLabel(wordWrap=True)
+        self.lr_edit = QLineEdit()
+        self.lr_edit.setToolTip("How far each step moves the network at first (learning rate); the recipe's "
+                                "schedule lowers it as the run goes on")
+        self.validate_spin = QSpinBox(minimum=1, maximum=1_000_000)
+        self.validate_spin.setToolTip("How often the validation cases measure the network, in steps (and after "
+                                      "the last): the plot's validation Dice")
         self.device_combo = QComboBox()
         self.device_combo.addItems(_devices())
         self.device_combo.setToolTip(DEVICE_TIP)
@@ -158,26 +124,6 @@ class FineTuneWidget(PanelStatus, QWidget):
                                          "fresh network")
         self._start_from_picked = False  # until the user picks one, follow the active model
         self.start_from_combo.activated.connect(lambda _index: setattr(self, "_start_from_picked", True))
-        self.labelled_list = _checklist()
-        self.unlabelled_list = _checklist()
-        self.labelled_title = QLabel()
-        self.unlabelled_title = QLabel()
-        self.validation_label = QLabel(wordWrap=True)
-        self.start_button = QPushButton("Start")
-        self.start_button.setToolTip("Train a new model version from the ticked cases, in the background: the "
-                                     "window stays usable and the plot follows the run")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop after the current step; the weights are kept (a checkpoint and an "
-                                    "inactive model version) and the run can be resumed")
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue the stopped run where it stopped, to the same number of steps")
-        self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m iterations")
-        self.plot = TrainingPlot()
-        self.status_label = QLabel(wordWrap=True)
-        self.models = ModelsSection(self.session)
-        self.setMinimumWidth(460)
-
         recipe = QFormLayout()
         recipe.addRow("Network (card)", self.card_combo)
         recipe.addRow("Method", self.method_combo)
@@ -189,45 +135,37 @@ class FineTuneWidget(PanelStatus, QWidget):
         recipe.addRow("Validate every", self.validate_spin)
         recipe.addRow("Device", self.device_combo)
         recipe.addRow("Start from", self.start_from_combo)
-        cases = QVBoxLayout()
+        return group_box("Recipe", recipe)
+
+    def _cases_group(self) -> QGroupBox:
+        self.labelled_title, self.labelled_list = QLabel(), _checklist()
+        self.unlabelled_title, self.unlabelled_list = QLabel(), _checklist()
+        self.validation_label = QLabel(wordWrap=True)
         lists = QHBoxLayout()
         for title, widget in ((self.labelled_title, self.labelled_list),
                               (self.unlabelled_title, self.unlabelled_list)):
+            widget.itemChanged.connect(lambda _item: self._update_titles())
             column = QVBoxLayout()
             column.addWidget(title)
             column.addWidget(widget)
             lists.addLayout(column)
-        cases.addLayout(lists)
-        cases.addWidget(self.validation_label)
-        buttons = QHBoxLayout()
-        for button in (self.start_button, self.stop_button, self.resume_button):
-            buttons.addWidget(button)
+        return group_box("Cases", lists, self.validation_label)
 
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        layout.addWidget(_group("Recipe", recipe))
-        layout.addWidget(_group("Cases", cases))
-        run_box = _group("Run", buttons)
-        run_box.layout().addWidget(self.progress)
-        run_box.layout().addWidget(self.plot, stretch=1)
-        run_box.layout().addWidget(self.status_label)
-        layout.addWidget(run_box, stretch=2)
-        layout.addWidget(self.models, stretch=1)
-        # A short window scrolls the panel rather than squeezing the plot under its neighbours.
-        self.scroll = scroll_panel(self, content, MIN_FORM_HEIGHT)
-
-        self._recipe_shown = False
-        self.card_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed(card_changed=True))
-        self.method_combo.currentTextChanged.connect(lambda _text: self._on_recipe_changed())
-        self.iterations_spin.valueChanged.connect(self._fit_ramps)
-        self.labelled_list.itemChanged.connect(lambda _item: self._update_titles())
-        self.unlabelled_list.itemChanged.connect(lambda _item: self._update_titles())
-        self.start_button.clicked.connect(lambda _checked=False: self.start())
-        self.stop_button.clicked.connect(lambda _checked=False: self.stop())
-        self.resume_button.clicked.connect(lambda _checked=False: self.resume())
-        card = self.card_combo.findText("cpu-small")
-        self.card_combo.setCurrentIndex(max(card, 0))
-        self._on_recipe_changed()
+    def _run_group(self) -> QGroupBox:
+        self.start_button = button("Start", "Train a new model version from the ticked cases, in the background: "
+                                   "the window stays usable and the plot follows the run", self.start)
+        self.stop_button = button("Stop", "Stop after the current step; the weights are kept (a checkpoint and an "
+                                  "inactive model version) and the run can be resumed", self.stop)
+        self.resume_button = button("Resume", "Continue the stopped run where it stopped, to the same number of "
+                                    "steps", self.resume)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m iterations")
+        self.plot = TrainingPlot()
+        self.status_label = QLabel(wordWrap=True)
+        box = group_box("Run", row_of(self.start_button, self.stop_button, self.resume_button), self.progress)
+        box.layout().addWidget(self.plot, stretch=1)
+        box.layout().addWidget(self.status_label)
+        return box
 
     # -- the request the child run consumes -----------------------------------------------------------
 
@@ -542,16 +480,9 @@ def _checked(widget: QListWidget) -> tuple[str, ...]:
     return tuple(item.text() for item in _items(widget) if item.checkState() == Qt.Checked)
 
 
-def _group(title: str, layout) -> QGroupBox:
-    box = QGroupBox(title)
-    inner = QVBoxLayout(box)
-    inner.addLayout(layout)
-    return box
-
-
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-__all__ = ["FineTuneWidget", "ParamsForm"]
+__all__ = ["FineTuneWidget"]

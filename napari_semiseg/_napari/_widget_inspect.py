@@ -27,7 +27,7 @@ from ._inspect import SoftLabelInspection, correct_steps, inspection_key, inspec
 from ._layer_update import update_layer_in_place
 from ._panel_status import PanelStatus
 from ._plain_words import for_researchers
-from ._scrolled_panel import scroll_panel
+from ._panel_parts import scroll_panel
 from ._shared import session_for
 from ._workers import GeneratorJob, describe_error, start_generator_job
 

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 from ..errors import ProjectError, SemisegError
 from . import _shortcuts
 from ._layers import CASE_KEY, SOURCE_KEY, geometry_of_layer
-from ._model_rows import describe_model
+from ._panel_parts import fill_model_choices
 from ._layer_update import update_layer_in_place
 from ._predict_job import (PREDICTION_CONTOUR, ColourRamp, PredictRequest, describe_model_source, describe_prediction,
                            layer_volume, predict_steps, prediction_layers, resolve_model, save_in_project)
@@ -398,21 +398,10 @@ class PredictWidget(JobPanel, QWidget):
             self.model_combo.setCurrentIndex(self.model_combo.findData(MODEL_FILE))
 
     def _refresh_models(self) -> None:
-        chosen = self.model_combo.currentData()
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        models = self.session.project.models() if self.session.has_project else []
-        active = next((m for m in models if m.active), None)
-        self.model_combo.addItem("Active model" + (f" ({describe_model(active)})" if active else " (none yet)"),
-                                 None)
-        for model in reversed(models):
-            self.model_combo.addItem(describe_model(model), model.id)
-        self.model_combo.addItem("Model file (below)", MODEL_FILE)
-        index = self.model_combo.findData(chosen)
-        if index < 0:  # without a project, only a model file can predict
-            index = self.model_combo.findData(None if self.session.has_project else MODEL_FILE)
-        self.model_combo.setCurrentIndex(index)
-        self.model_combo.blockSignals(False)
+        # Without a project, only a model file can predict.
+        fill_model_choices(self.model_combo, self.session.project.models() if self.session.has_project else [],
+                           extra=(("Model file (below)", MODEL_FILE),),
+                           fallback=None if self.session.has_project else MODEL_FILE)
         self._apply_card_defaults()
 
     def _refresh_case(self) -> None:

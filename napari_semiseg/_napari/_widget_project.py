@@ -17,10 +17,8 @@ from napari.layers import Layer
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
-from qtpy.QtGui import QFont
-from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QGroupBox, QHBoxLayout,
-                            QHeaderView, QLabel, QLayout, QLineEdit, QMessageBox, QPushButton, QTableWidget,
-                            QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGroupBox, QLabel, QLineEdit, QMessageBox,
+                            QVBoxLayout, QWidget)
 
 from ..errors import ProjectError, SemisegError
 from ..project import SPLITS
@@ -32,7 +30,8 @@ from ._layers import LABEL_VERSION_KEY, image_layer_data, labels_layer_data
 from ._session import OpenedCase, ProjectSession
 from ._panel_status import JobPanel
 from ._shared import session_for, share_session
-from ._tables import bulk_update
+from ._panel_parts import button, group_box, row_of
+from ._tables import fill_rows, row_id, rows_height, select_row, selected_id, selection_table
 from ._workers import GeneratorJob, describe_error, start_generator_job
 
 if TYPE_CHECKING:
@@ -87,102 +86,80 @@ class ProjectWidget(JobPanel, QWidget):
     # -- layout ----------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.folder_edit = QLineEdit(placeholderText="project folder")
-        self.browse_button = QPushButton("Browse…")
-        self.open_button = QPushButton("Open")
-        self.create_button = QPushButton("Create")
-        self.cases_table = _table(CASE_COLUMNS)
-        self.open_case_button = QPushButton("Open case")
-        self.save_button = QPushButton("Save correction")
-        self.history_table = _table(HISTORY_COLUMNS)
-        self.open_version_button = QPushButton("Open version")
-        self.status_label = QLabel("Create or open a project.", wordWrap=True)
         self.setMinimumWidth(520)
+        self.status_label = QLabel("Create or open a project.", wordWrap=True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._project_group())
+        layout.addWidget(self._cases_group(), stretch=3)
+        layout.addWidget(self._history_group(), stretch=2)
+        layout.addWidget(self.status_label)
+        self._update_enabled()
+
+    def _project_group(self) -> QGroupBox:
+        self.folder_edit = QLineEdit(placeholderText="project folder")
         self.folder_edit.setToolTip("The project's folder: its volumes, every saved label version and the "
                                     "trained models")
-        self.browse_button.setToolTip("Choose the project folder")
-        self.open_button.setToolTip("Open the project in this folder")
-        self.create_button.setToolTip("Start a new, empty project in this folder")
-        self.open_case_button.setToolTip("Show the selected case with its newest label (or double-click its row)")
-        self.open_version_button.setToolTip("Load the selected label version into the labels layer, to look at it "
-                                            "or correct from it (or double-click its row)")
-        # Stacked under other panels the tables would shrink to one row; keep a few visible.
-        self.cases_table.setMinimumHeight(_rows_height(self.cases_table, 5))
-        self.history_table.setMinimumHeight(_rows_height(self.history_table, 2))
-        self.cases_table.setToolTip("Double-click a case to open it; choose its split in the Split column")
-        self.save_button.setToolTip(_shortcuts.with_key("Save the labels layer as a new corrected version",
-                                                        _shortcuts.SAVE_CORRECTION))
-        self.import_files_button = QPushButton("Import files…")
-        self.import_files_button.setToolTip("Add volumes to the project; a label file beside a volume, named "
-                                            "like it with _label, _seg or _mask, comes along as its gold label")
-        self.import_folder_button = QPushButton("Import folder…")
-        self.import_folder_button.setToolTip("Add every volume and DICOM series of a folder; labels beside them "
-                                             "or in its labels/ folder, matched by name")
+        self.folder_edit.returnPressed.connect(lambda: self.open_project())
+        self.browse_button = button("Browse…", "Choose the project folder", self._choose_folder)
+        self.open_button = button("Open", "Open the project in this folder", self.open_project)
+        self.create_button = button("Create", "Start a new, empty project in this folder", self.create_project)
+        return group_box("Project", row_of(self.folder_edit, self.browse_button, self.open_button,
+                                           self.create_button))
+
+    def _cases_group(self) -> QGroupBox:
+        self.import_files_button = button(
+            "Import files…", "Add volumes to the project; a label file beside a volume, named like it with "
+            "_label, _seg or _mask, comes along as its gold label", lambda: self._choose_import(files=True))
+        self.import_folder_button = button(
+            "Import folder…", "Add every volume and DICOM series of a folder; labels beside them or in its "
+            "labels/ folder, matched by name", lambda: self._choose_import(files=False))
         self.modality_combo = QComboBox()
         self.modality_combo.addItems(MODALITIES)
         self.modality_combo.setToolTip("The imaging modality of the volumes to import (CT gets a soft-tissue window)")
         self.copy_check = QCheckBox("Copy files", checked=True)
         self.copy_check.setToolTip("Keep a copy of each volume in the project folder, so that it still opens "
                                    "when the original moves")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the import after the case being read; the cases before it stay")
-        self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Write the open case's label, soft label and uncertainty as NIfTI files "
-                                      "named after the case into a folder you choose (the label as a DICOM-SEG "
-                                      "when chosen below)")
+        self.cancel_button = button("Cancel", "Stop the import after the case being read; the cases before it stay",
+                                    self.cancel)
+        self.cases_table = selection_table(CASE_COLUMNS)
+        # Stacked under other panels the table would shrink to one row; keep a few visible.
+        self.cases_table.setMinimumHeight(rows_height(self.cases_table, 5))
+        self.cases_table.setToolTip("Double-click a case to open it; choose its split in the Split column")
+        self.cases_table.cellDoubleClicked.connect(lambda row, _col: self.open_case(row_id(self.cases_table, row)))
+        self.open_case_button = button("Open case", "Show the selected case with its newest label (or "
+                                       "double-click its row)", self.open_case)
+        self.save_button = button("Save correction", _shortcuts.with_key(
+            "Save the labels layer as a new corrected version", _shortcuts.SAVE_CORRECTION), self.save_correction)
+        self.next_case_button = button("Next case", _shortcuts.with_key(
+            "Open the unlabelled case the model is least sure about (rank 1: mean entropy plus teacher "
+            "disagreement)", _shortcuts.NEXT_CASE), self.next_case)
+        self.export_button = button(
+            "Export…", "Write the open case's label, soft label and uncertainty as NIfTI files named after the "
+            "case into a folder you choose (the label as a DICOM-SEG when chosen below)", self._choose_export_folder)
         self.label_format_combo = QComboBox()
         self.label_format_combo.addItems(LABEL_FORMAT_NAMES)
+        self.label_format_combo.currentIndexChanged.connect(lambda _index: self._update_enabled())
         self.segment_edit = QLineEdit(DEFAULT_SEGMENT_LABEL)
         self.segment_edit.setToolTip("The structure the label outlines, as the DICOM-SEG names it")
+        return group_box("Cases",
+                         row_of(self.import_files_button, self.import_folder_button, self.modality_combo,
+                                self.copy_check, self.cancel_button),
+                         self.cases_table,
+                         row_of(self.open_case_button, self.save_button, self.next_case_button, self.export_button),
+                         row_of(QLabel("Export the label as"), self.label_format_combo, QLabel("of"),
+                                self.segment_edit))
+
+    def _history_group(self) -> QGroupBox:
+        self.history_table = selection_table(HISTORY_COLUMNS)
+        self.history_table.setMinimumHeight(rows_height(self.history_table, 2))
         self.history_table.setToolTip("Double-click a version to open it into the labels layer; "
                                       "'Changed' counts voxels that differ from the parent")
-
-        folder_row = QHBoxLayout()
-        for widget in (self.folder_edit, self.browse_button, self.open_button, self.create_button):
-            folder_row.addWidget(widget)
-        case_buttons = QHBoxLayout()
-        case_buttons.addWidget(self.open_case_button)
-        case_buttons.addWidget(self.save_button)
-        self.next_case_button = QPushButton("Next case")
-        self.next_case_button.setToolTip("Open the unlabelled case the model is least sure about "
-                                         "(rank 1: mean entropy plus teacher disagreement)")
-        case_buttons.addWidget(self.next_case_button)
-        case_buttons.addWidget(self.export_button)
-        self.next_case_button.clicked.connect(lambda _checked=False: self.next_case())
-        self.next_case_button.setToolTip(_shortcuts.with_key(self.next_case_button.toolTip(),
-                                                             _shortcuts.NEXT_CASE))
-        import_row = QHBoxLayout()
-        for widget in (self.import_files_button, self.import_folder_button, self.modality_combo,
-                       self.copy_check, self.cancel_button):
-            import_row.addWidget(widget)
-        export_row = QHBoxLayout()
-        for widget in (QLabel("Export the label as"), self.label_format_combo, QLabel("of"), self.segment_edit):
-            export_row.addWidget(widget)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(_group("Project", folder_row))
-        layout.addWidget(_group("Cases", import_row, self.cases_table, case_buttons, export_row), stretch=3)
-        layout.addWidget(_group("Label history of the open case", self.history_table,
-                                self.open_version_button), stretch=2)
-        layout.addWidget(self.status_label)
-
-        self.browse_button.clicked.connect(self._choose_folder)
-        self.open_button.clicked.connect(lambda _checked=False: self.open_project())
-        self.create_button.clicked.connect(lambda _checked=False: self.create_project())
-        self.folder_edit.returnPressed.connect(lambda: self.open_project())
-        self.open_case_button.clicked.connect(lambda _checked=False: self.open_case())
-        self.cases_table.cellDoubleClicked.connect(
-            lambda row, _col: self.open_case(self._row_id(self.cases_table, row)))
-        self.save_button.clicked.connect(lambda _checked=False: self.save_correction())
-        self.open_version_button.clicked.connect(lambda _checked=False: self.open_version())
-        self.import_files_button.clicked.connect(lambda _checked=False: self._choose_import(files=True))
-        self.import_folder_button.clicked.connect(lambda _checked=False: self._choose_import(files=False))
-        self.cancel_button.clicked.connect(lambda _checked=False: self.cancel())
-        self.export_button.clicked.connect(lambda _checked=False: self._choose_export_folder())
-        self.label_format_combo.currentIndexChanged.connect(lambda _index: self._update_enabled())
         self.history_table.cellDoubleClicked.connect(
-            lambda row, _col: self.open_version(self._row_id(self.history_table, row)))
-        self._update_enabled()
+            lambda row, _col: self.open_version(row_id(self.history_table, row)))
+        self.open_version_button = button("Open version", "Load the selected label version into the labels layer, "
+                                          "to look at it or correct from it (or double-click its row)",
+                                          self.open_version)
+        return group_box("Label history of the open case", self.history_table, self.open_version_button)
 
     # -- actions (buttons call these; tests and the demo may too) -----------------------------
 
@@ -199,12 +176,12 @@ class ProjectWidget(JobPanel, QWidget):
     @_reports_errors
     def open_case(self, case_id: str | None = None) -> None:
         """Show a case (default: the selected row): its image and latest label version."""
-        case_id = case_id or self._selected_id(self.cases_table, "select a case in the table first")
+        case_id = case_id or selected_id(self.cases_table, "select a case in the table first")
         if not self._may_discard_edits():
             return
         opened = self.session.open_case(case_id)
         self._show_case(opened)
-        self._select_row(self.cases_table, case_id)
+        select_row(self.cases_table, case_id)
         self._fill_history()
         self.set_status(f"Opened case {case_id}: {_describe_version(opened)}.")
 
@@ -231,7 +208,7 @@ class ProjectWidget(JobPanel, QWidget):
     def open_version(self, version_id: int | None = None) -> None:
         """Load a label version of the open case (default: the selected history row)."""
         if version_id is None:
-            version_id = int(self._selected_id(self.history_table,
+            version_id = int(selected_id(self.history_table,
                                                "select a version in the history first"))
         if not self._may_discard_edits():
             return
@@ -427,7 +404,7 @@ class ProjectWidget(JobPanel, QWidget):
 
     def _fill_cases(self) -> None:
         rows = self.session.cases() if self.session.has_project else []
-        _fill(self.cases_table, [(c.id, "×".join(map(str, c.shape)), c.split, c.latest_kind or "—",
+        fill_rows(self.cases_table, [(c.id, "×".join(map(str, c.shape)), c.split, c.latest_kind or "—",
                                   c.n_versions) for c in rows])
         for row, case in enumerate(rows):
             self.cases_table.setCellWidget(row, SPLIT_COLUMN, self._split_combo(case.id, case.split))
@@ -437,7 +414,7 @@ class ProjectWidget(JobPanel, QWidget):
     def _fill_history(self) -> None:
         versions = self.session.history()
         opened_id = self.session.opened.version_id if self.session.opened else None
-        _fill(self.history_table, [(v.id, v.kind, "—" if v.parent_id is None else v.parent_id,
+        fill_rows(self.history_table, [(v.id, v.kind, "—" if v.parent_id is None else v.parent_id,
                                     v.voxels_changed, v.author or "—", _short_time(v.created))
                                    for v in versions], bold_id=opened_id)
         if versions:
@@ -460,7 +437,7 @@ class ProjectWidget(JobPanel, QWidget):
         saved = self.session.project.case(case_id).split
         combo.setToolTip(f"Split of case {case_id}: {SPLIT_HINTS.get(saved, '')}")
         for row in range(self.cases_table.rowCount()):  # the item under the combo keeps the text
-            if self._row_id(self.cases_table, row) == case_id:
+            if row_id(self.cases_table, row) == case_id:
                 self.cases_table.item(row, SPLIT_COLUMN).setText(saved)
         if saved != split:  # refused: show what the project holds
             combo.blockSignals(True)
@@ -470,8 +447,8 @@ class ProjectWidget(JobPanel, QWidget):
     def _update_enabled(self) -> None:
         case_open = self.session.opened is not None
         busy = self.job is not None and self.job.running
-        for button in (self.import_files_button, self.import_folder_button):
-            button.setEnabled(self.session.has_project and not busy)
+        for import_button in (self.import_files_button, self.import_folder_button):
+            import_button.setEnabled(self.session.has_project and not busy)
         self.cancel_button.setEnabled(busy)
         self.export_button.setEnabled(case_open and not busy)
         self._offer_dicom_seg(case_open and self._opened_from_dicom(), busy)
@@ -496,68 +473,6 @@ class ProjectWidget(JobPanel, QWidget):
             return is_from_dicom(self.session.project, self.session.opened.case_id)
         except SemisegError:
             return False
-
-    @staticmethod
-    def _select_row(table: QTableWidget, row_id) -> None:
-        for row in range(table.rowCount()):
-            if table.item(row, 0).data(Qt.UserRole) == row_id:
-                table.selectRow(row)
-                return
-
-    @staticmethod
-    def _row_id(table: QTableWidget, row: int) -> str:
-        return table.item(row, 0).data(Qt.UserRole)
-
-    def _selected_id(self, table: QTableWidget, hint: str) -> str:
-        rows = table.selectionModel().selectedRows()
-        if not rows:
-            raise ProjectError(hint)
-        return self._row_id(table, rows[0].row())
-
-
-def _table(columns) -> QTableWidget:
-    table = QTableWidget(0, len(columns))
-    table.setHorizontalHeaderLabels(columns)
-    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SingleSelection)
-    table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
-    return table
-
-
-def _rows_height(table: QTableWidget, rows: int) -> int:
-    """Pixels a table needs to show its header and ``rows`` rows (and a scroll bar)."""
-    header = table.horizontalHeader().sizeHint().height()
-    return header + rows * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth() + 16
-
-
-def _fill(table: QTableWidget, rows, bold_id=None) -> None:
-    """Replace a table's rows; column 0's value is kept as the row's id (Qt.UserRole)."""
-    with bulk_update(table):
-        table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            for c, value in enumerate(row):
-                item = QTableWidgetItem(str(value))
-                if c == 0:
-                    item.setData(Qt.UserRole, value)
-                if bold_id is not None and row[0] == bold_id:
-                    font = QFont()
-                    font.setBold(True)
-                    item.setFont(font)
-                table.setItem(r, c, item)
-
-
-def _group(title: str, *contents) -> QGroupBox:
-    box = QGroupBox(title)
-    layout = QVBoxLayout(box)
-    for content in contents:
-        if isinstance(content, QLayout):
-            layout.addLayout(content)
-        else:
-            layout.addWidget(content)
-    return box
 
 
 def _describe_version(opened: OpenedCase) -> str:

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLayout
                             QWidget)
 
 from ..errors import SemisegError
-from ._model_rows import describe_model
+from ._panel_parts import fill_model_choices
 from ._pseudo_job import (DEVICES, PseudoLabelRequest, cases_to_pseudo_label, describe_stored_case,
                           describe_summary, pseudo_label_steps)
 from ._predict_job import resolve_model
@@ -217,17 +217,7 @@ class PseudoLabelWidget(JobPanel, QWidget):
             self._refresh_todo()
 
     def _refresh_models(self) -> None:
-        chosen = self.model_combo.currentData()
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        models = self.session.project.models() if self.session.has_project else []
-        active = next((m for m in models if m.active), None)
-        self.model_combo.addItem("Active model" + (f" ({describe_model(active)})" if active else " (none yet)"),
-                                 None)
-        for model in reversed(models):
-            self.model_combo.addItem(describe_model(model), model.id)
-        self.model_combo.setCurrentIndex(max(self.model_combo.findData(chosen), 0))
-        self.model_combo.blockSignals(False)
+        fill_model_choices(self.model_combo, self.session.project.models() if self.session.has_project else [])
         self._refresh_todo()
 
     def _refresh_todo(self) -> None:

@@ -12,7 +12,7 @@ from ._atomic import atomic_path, atomic_write_bytes, fsync_directory
 from ._formats import SUFFIX_FORMATS, WRITABLE_SUFFIXES, detect_format
 from ._h5 import LA_SPACING_MM, holds_la_image
 from ._la import LA_CASE_FILE, LA_TRAINING_FOLDER, LACase, la_case_paths, read_case_list
-from ._validate import check_finite, check_real, label_storage_dtype, validate_label
+from ._validate import check_finite, label_storage_dtype, validate_label
 from ._volume import IDENTITY_DIRECTION, Geometry, Volume
 
 #: The readers and writers built on SimpleITK, imported when first used: the engine needs only

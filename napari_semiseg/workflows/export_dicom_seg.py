@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ProjectError, SemisegError, VolumeError
+from ..errors import ProjectError, VolumeError
 
 #: What the label's structure is called when the user does not say (the project's LA focus).
 DEFAULT_SEGMENT_LABEL = "left atrium"

@@ -16,7 +16,7 @@ from napari_semiseg.engine.cards import load_card
 from napari_semiseg.engine.pseudo import PseudoLabelCase, rank_cases
 from napari_semiseg.project import Project
 from napari_semiseg.samples import SampleProjectSpec, build_sample_project
-from napari_panel_support import (SPEC, UNLABELLED, build_project, dock, notifications, open_case,
+from napari_panel_support import (SPEC, UNLABELLED, build_project, dock, notifications,
                                   register_model, screenshot)
 from soft_label_panel_support import phantom_truth, store_teacher
 from pseudo_support import tiny_card

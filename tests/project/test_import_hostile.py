@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import SimpleITK as sitk
