@@ -6,7 +6,8 @@ cancelled after a few windows), pseudo-labelling throughput, the GUI responsiven
 the LA quality study (N = 4, 8, 16, every method with ATSO, the upper bound; 400 steps per
 run, from about 3 minutes for supervised to about 20 for CrossMatch on one core, about 1.5
 CPU-hours per N), and the fine-tune gain from M0 (N = 4 and 8, six methods and the control, 3
-seeds; estimated at about 80 minutes per N on 2 idle cores): about 7-8 hours for everything.
+seeds; estimated at about 80 minutes per N on 2 idle cores) with what its teachers' targets are worth
+(``finetune_targets``): about 7-8 hours for everything.
 ``--quick`` runs each at reduced sizes (minutes to an hour): fewer repeats and volumes, cpu-small
 memory only, quality at N = 8 for supervised and two methods with a short budget, the fine-tune
 gain at N = 8 for Mean Teacher and one seed. ``--only`` picks benchmarks. A failing benchmark is reported and
@@ -21,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from . import finetune_gain, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la
+from . import finetune_gain, finetune_targets, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la
 from ._common import REPO_ROOT, describe_machine, set_threads
 
 
@@ -39,6 +40,7 @@ def plan(shared_data: str, quick: bool) -> dict[str, Callable[[], object]]:
                                                  methods=("supervised", "mean-teacher", "crossmatch")),
             "finetune_gain": lambda: finetune_gain.run(shared_data, labeled=(8,), methods=("mean-teacher",), seeds=1,
                                                        m0_iterations=60, iterations=30, validate_every=15),
+            "finetune_targets": lambda: finetune_targets.run(shared_data),
         }
     return {
         "iteration_cost": lambda: iteration_cost.run(repeats=20, warmup=3),
@@ -48,6 +50,7 @@ def plan(shared_data: str, quick: bool) -> dict[str, Callable[[], object]]:
         "responsiveness": lambda: _responsiveness([]),
         "quality_la": lambda: quality_la.run(shared_data),
         "finetune_gain": lambda: finetune_gain.run(shared_data),
+        "finetune_targets": lambda: finetune_targets.run(shared_data),
     }
 
 

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root holds benchmarks/
 
-from benchmarks import finetune_gain, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la  # noqa: E402
+from benchmarks import finetune_gain, finetune_targets, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la  # noqa: E402
 from benchmarks._common import RESULTS_ENV, read_la_case  # noqa: E402
 from napari_semiseg.engine.cards import load_card  # noqa: E402
 from napari_semiseg.engine.training import read_events  # noqa: E402
@@ -181,6 +181,24 @@ def test_finetune_gain_starts_every_run_from_m0_with_one_schedule_and_reports_th
     again = {(r["split"], r["run"]): float(r["dice_mean"]) for r in _rows(out / "summary.csv")}
     assert again == pytest.approx({key: row["dice_mean"] for key, row in rows.items()}, abs=1e-6)
 
+
+
+def test_finetune_targets_measures_the_teacher_beside_the_deployed_student_at_the_last_step(fake_la, small_patch):
+    """What the unlabelled targets are worth: Mean Teacher's EMA teacher validated beside its student,
+    from the run's last checkpoint, with the numbers the trainer logged at its last validation."""
+    finetune_gain.run(fake_la / "data", labeled=(1,), methods=("mean-teacher",), seeds=1, m0_iterations=2,
+                      iterations=2, validate_every=2)
+    out = fake_la / "results" / "finetune_gain" / "cpu"
+    table = finetune_targets.run(fake_la / "data")
+    rows = {(r["run"], r["network"]): float(r["dice"]) for r in _rows(out / "targets.csv")}
+    assert set(rows) == {("control", "deployed"), ("mean-teacher", "deployed"), ("mean-teacher", "teacher")}
+    events = read_events(out / "N1" / "seed1337" / "mean-teacher" / "events.jsonl")
+    last = [e for e in events if e["event"] == "validation"][-1]
+    assert rows["mean-teacher", "deployed"] == pytest.approx(last["dice"], abs=1e-9)
+    assert rows["mean-teacher", "teacher"] == pytest.approx(last["branch_dice"]["teacher"], abs=1e-9)
+    lead = 100 * (rows["mean-teacher", "teacher"] - rows["mean-teacher", "deployed"])
+    assert next(r for r in table if r["run"] == "mean-teacher")["teacher − deployed (pts)"] == f"{lead:+.1f} ± 0.0"
+    assert "| mean-teacher | 1 |" in (out / "targets.md").read_text()
 
 def test_full_resolution_la_cases_reach_la_vnet_as_stored_in_the_trainer_and_in_teacher_projects(fake_la):
     """At full resolution (the GPU settings) the trainer's loader and the PLC-KD/ATSO projects

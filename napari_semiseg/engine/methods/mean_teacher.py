@@ -9,7 +9,8 @@ differ only in UA-MT's uncertainty mask; SSL4MIS's BraTS defaults are other sett
 same parameters). After each optimiser step the teacher becomes
 α·teacher + (1 − α)·student, α = min(1 − 1/(t+1), 0.99) (``_ema``). Both networks stay in
 train mode, as in the official code (the teacher's BatchNorm uses batch statistics and its
-dropout is on). The **student** is deployed; the teacher is never in the optimiser.
+dropout is on). The **student** is deployed; the teacher is never in the optimiser. Each
+validation measures the teacher too (``branch_dice``): its Dice is what the targets are worth.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class MeanTeacher(Method):
         student = factory(self.card.network)
         teacher = frozen_copy(student, factory(self.card.network))
         return {"student": student, "teacher": teacher}
+
+    def branch_networks(self) -> Mapping[str, nn.Module]:
+        """The EMA teacher, whose predictions are the unlabelled half's targets: the trainer
+        validates it beside the deployed student, so a run shows what its targets are worth."""
+        return {"teacher": self.network("teacher")}
 
     # -- schedule ------------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from napari_semiseg.engine.methods._consistency import mean_consistency
 from napari_semiseg.engine.methods._ema import clamped_gaussian_noise, ema_decay
 from napari_semiseg.engine.methods.mean_teacher import MeanTeacher
 from napari_semiseg.engine.methods.uncertainty_mt import UncertaintyMeanTeacher  # noqa: F401 (registers ua-mt)
-from napari_semiseg.engine.training import CaseSource, TrainConfig, TrainingData, load_model, train
+from napari_semiseg.engine.training import (CaseSource, TrainConfig, TrainingData, load_model, read_events, train,
+                                            validate_method)
 from training_support import box_case
 
 
@@ -201,6 +202,24 @@ def test_a_short_mean_teacher_run_lowers_its_loss_and_deploys_the_student(tmp_pa
     teacher = result.method.network("teacher").state_dict()
     assert all(torch.equal(deployed[k], student[k]) for k in student)
     assert any(not torch.equal(deployed[k], teacher[k]) for k in teacher)
+
+
+@pytest.mark.parametrize("name", ["mean-teacher", "ua-mt"])
+def test_each_validation_measures_the_teacher_whose_predictions_are_the_targets(tmp_path, name):
+    """The EMA teacher's validation Dice is logged beside the student's (what the unlabelled
+    targets are worth); validating it leaves both networks training as the official code does."""
+    shape = (20, 32, 32)
+    easy = easy_data()
+    data = TrainingData(easy.labeled, easy.unlabeled, [CaseSource.from_arrays("val0", *box_case(200, shape))])
+    config = TrainConfig.from_card(small_card(), tmp_path / name, method=name, iterations=6, optimizer="adamw", lr=0.01,
+                                   schedule="constant", validate_every=3, checkpoint_every=0, device="cpu", seed=3)
+    result = train(config, data)
+    validations = [e for e in read_events(tmp_path / name / "events.jsonl") if e["event"] == "validation"]
+    assert [set(e["branch_dice"]) for e in validations] == [{"teacher"}, {"teacher"}]
+    measured = validate_method(result.method, data.validation)
+    assert validations[-1]["branch_dice"]["teacher"] == pytest.approx(measured["teacher"].dice, abs=1e-9)
+    assert result.metrics["validation_branch_dice"] == validations[-1]["branch_dice"]
+    assert all(module.training for network in result.method.networks.values() for module in network.modules())
 
 
 @pytest.mark.parametrize("name", ["mean-teacher", "ua-mt", "ss-net"])
