@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ._common import describe_machine, format_table, la_list, results_dir, set_threads, write_csv
-from .finetune_gain import M0, SETTINGS, run_folder
+from ._finetune_report import M0, run_folder
+from .finetune_gain import SETTINGS
 from .quality_la import training_data
 
 #: The network a model version keeps, as ``validate_method`` names it.

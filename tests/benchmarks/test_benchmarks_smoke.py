@@ -21,7 +21,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root holds benchmarks/
 
-from benchmarks import finetune_gain, finetune_targets, inference_speed, iteration_cost, memory, pseudo_throughput, quality_la  # noqa: E402
+from benchmarks import (_finetune_report, finetune_gain, finetune_targets, inference_speed,  # noqa: E402
+                        iteration_cost, memory, pseudo_throughput, quality_la)
 from benchmarks._common import RESULTS_ENV, read_la_case  # noqa: E402
 from napari_semiseg.engine.cards import load_card  # noqa: E402
 from napari_semiseg.engine.training import read_events  # noqa: E402
@@ -229,15 +230,15 @@ def test_finetune_gain_pairs_each_methods_gain_with_the_control_of_its_seed():
                                          (2, {"m0": 0.40, "control": 0.46, "ua-mt": 0.47}),
                                          (3, {"m0": 0.45, "control": 0.49, "ua-mt": 0.49}))
                for run, dice in dice_by_run.items()]
-    rows = {r["run"]: r for r in finetune_gain.summarise(per_run)}
+    rows = {r["run"]: r for r in _finetune_report.summarise(per_run)}
     # gains 4, 1, 0 points: mean 5/3, sample std sqrt(((7/3)² + (2/3)² + (5/3)²) / 2) = sqrt(13/3)
     assert rows["ua-mt"]["gain_vs_control_pts"] == pytest.approx(5 / 3)
     assert rows["ua-mt"]["gain_std_pts"] == pytest.approx((13 / 3) ** 0.5)
     assert rows["ua-mt"]["seeds_above_control"] == 2
     assert rows["control"]["dice_mean"] == pytest.approx(0.49) and rows["control"]["dice_std"] == pytest.approx(0.03)
     assert np.isnan(rows["m0"]["gain_vs_control_pts"])
-    assert finetune_gain.dice_table(list(rows.values()), "validation")[2] == {"run": "ua-mt",
-                                                                              "N=8": "50.7 ± 4.7 (+1.7 ± 2.1)"}
+    table = _finetune_report.dice_table(list(rows.values()), "validation")
+    assert table[2] == {"run": "ua-mt", "N=8": "50.7 ± 4.7 (+1.7 ± 2.1)"}
 
 
 def test_finetune_gain_keeps_the_rows_of_an_earlier_n_for_one_table(tmp_path):
@@ -247,12 +248,12 @@ def test_finetune_gain_keeps_the_rows_of_an_earlier_n_for_one_table(tmp_path):
              "train_s": 12.5, "dice": dice, "jaccard": 0.4, "hd95_vox": float("nan"), "asd_vox": 3.0}
             for n, run, dice in ((8, "m0", 0.5), (8, "control", 0.52), (8, "ua-mt", 0.55), (4, "m0", 0.4))]
     path = write_csv(tmp_path / "per_run.csv", rows)
-    kept = finetune_gain.earlier_rows(path, labeled=[4])
+    kept = _finetune_report.earlier_rows(path, labeled=[4])
     assert [(r["N"], r["run"]) for r in kept] == [(8, "m0"), (8, "control"), (8, "ua-mt")]
     assert kept[2]["dice"] == 0.55 and kept[2]["seed"] == 1337 and np.isnan(kept[0]["hd95_vox"])
-    gains = {r["run"]: r["gain_vs_control_pts"] for r in finetune_gain.summarise(kept)}
+    gains = {r["run"]: r["gain_vs_control_pts"] for r in _finetune_report.summarise(kept)}
     assert gains["ua-mt"] == pytest.approx(3.0)
-    assert finetune_gain.earlier_rows(tmp_path / "absent.csv", labeled=[4]) == []
+    assert _finetune_report.earlier_rows(tmp_path / "absent.csv", labeled=[4]) == []
 
 
 def test_inference_speed_compares_both_grids(fake_la):
