@@ -99,6 +99,32 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def curve_panels(panels: int, width: float):
+    """A row of ``panels`` plots sharing the Dice axis, as (figure, axes); None without matplotlib
+    (the curves are optional, the tables are not)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axes = plt.subplots(1, panels, figsize=(width * panels, 4.2), sharey=True, squeeze=False)
+    return figure, list(axes[0])
+
+
+def save_curve_panels(figure, axes, path: Path) -> Path:
+    """Grid and legend on every panel, "validation Dice" on the first; the figure written to ``path``."""
+    import matplotlib.pyplot as plt
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    axes[0].set_ylabel("validation Dice")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def format_table(rows: Sequence[Mapping[str, object]], columns: Iterable[str] | None = None) -> str:
     """A markdown table of ``rows`` (all columns, or ``columns``)."""
     if not rows:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import describe_machine, format_table, write_csv
+from ._common import curve_panels, describe_machine, format_table, save_curve_panels, write_csv
 from .quality_la import finite_mean, run_seconds, validation_curve
 
 M0, CONTROL = "m0", "control"
@@ -76,15 +76,12 @@ def loss_shares(rows: list[dict]) -> list[dict]:
 
 def plot_curves(curves: dict[tuple[int, str], list[tuple[int, float]]], m0_iterations: int, path: Path) -> Path | None:
     """One panel per N: M0's mean curve, then each fine-tuning run's after it (dashed line at the start)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
     panels = sorted({n for n, _ in curves})
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True, squeeze=False)
-    for axis, n in zip(axes[0], panels):
+    drawn = curve_panels(len(panels), 5.5)
+    if drawn is None:
+        return None
+    figure, axes = drawn
+    for axis, n in zip(axes, panels):
         for (run_n, name), points in curves.items():
             if run_n == n and points:
                 style = {"color": "black", "linewidth": 2} if name == M0 else \
@@ -93,13 +90,7 @@ def plot_curves(curves: dict[tuple[int, str], list[tuple[int, float]]], m0_itera
         axis.axvline(m0_iterations, color="grey", linewidth=0.8)
         axis.set_title(f"N = {n} labelled: fine-tuning from M0 (mean over seeds)")
         axis.set_xlabel("iteration (M0, then fine-tuning)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    axes[0][0].set_ylabel("validation Dice")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_curve_panels(figure, axes, path)
 
 
 def run_row(n_labeled: int, seed: int, name: str, split: str, rows: list[dict], run_dir: Path) -> dict:

@@ -51,8 +51,8 @@ import numpy as np
 
 from ._atso_run import atso_finished, run_atso_benchmark
 from ._atso_run import read_summary as read_atso_summary
-from ._common import (VALIDATION_CASES, describe_machine, format_table, la_list, read_la_case, register_all_methods,
-                      results_dir, set_threads, write_csv)
+from ._common import (VALIDATION_CASES, curve_panels, describe_machine, format_table, la_list, read_la_case,
+                      register_all_methods, results_dir, save_curve_panels, set_threads, write_csv)
 
 SETTINGS = {
     # card, in-plane downsampling, default iterations, whether methods' published recipes apply
@@ -206,16 +206,13 @@ def run_seconds(run_dir: Path) -> float:
 def plot_curves(curves: dict[tuple[str, str], list[tuple[int, float]]], path: Path) -> Path | None:
     """Validation Dice against iteration: one panel per N, one line per method; the upper bound
     (supervised on all labels) dashed in every panel."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
     upper = curves.get((UPPER_BOUND, "all"))
     panels = list(dict.fromkeys(n for _, n in curves if n != "all")) or ["all"]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), sharey=True, squeeze=False)
-    for axis, n in zip(axes[0], panels):
+    drawn = curve_panels(len(panels), 5)
+    if drawn is None:
+        return None
+    figure, axes = drawn
+    for axis, n in zip(axes, panels):
         for (method, run_n), points in curves.items():
             if run_n == n and points:
                 axis.plot(*zip(*points), marker="o", markersize=3, label=method)
@@ -223,13 +220,7 @@ def plot_curves(curves: dict[tuple[str, str], list[tuple[int, float]]], path: Pa
             axis.plot(*zip(*upper), linestyle="--", color="grey", label="supervised, all labels")
         axis.set_title(f"N = {n} labelled")
         axis.set_xlabel("iteration")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    axes[0][0].set_ylabel("validation Dice")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_curve_panels(figure, axes, path)
 
 
 def finite_mean(rows: list[dict], key: str) -> float:
