@@ -113,17 +113,18 @@ def summarise(per_run: list[dict]) -> list[dict]:
         fine_tuned = name not in (M0, CONTROL)  # a method: its gain over the control
         gains = np.array([100 * (mine[s] - control[s]) for s in mine if s in control])
         summary.append({"split": split, "N": n, "run": name, "seeds": len(dice),
-                        "dice_mean": float(dice.mean()), "dice_std": _std(dice),
+                        "dice_mean": float(dice.mean()), "dice_std": sample_std(dice),
                         "gain_vs_control_pts": float(gains.mean()) if gains.size and fine_tuned else float("nan"),
-                        "gain_std_pts": _std(gains) if fine_tuned else float("nan"),
+                        "gain_std_pts": sample_std(gains) if fine_tuned else float("nan"),
                         "seeds_above_control": int((gains > 0).sum()) if fine_tuned else "",
                         "train_s_mean": float(np.mean([r["train_s"] for r in per_run
                                                        if (r["split"], r["N"], r["run"]) == (split, n, name)]))})
     return summary
 
 
-def _std(values: np.ndarray) -> float:
+def sample_std(values) -> float:
     """Sample standard deviation (0 for a single seed)."""
+    values = np.asarray(values, dtype=float)
     return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
@@ -192,4 +193,5 @@ def write_report(per_run: list[dict], out: Path, *, setting: str, settings: dict
     return summary
 
 
-__all__ = ["CONTROL", "M0", "dice_table", "earlier_rows", "run_folder", "run_row", "summarise", "write_report"]
+__all__ = ["CONTROL", "M0", "dice_table", "earlier_rows", "run_folder", "run_row", "sample_std", "summarise",
+           "write_report"]

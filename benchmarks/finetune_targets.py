@@ -18,14 +18,13 @@ Run after ``finetune_gain`` on its results folder:
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ._common import describe_machine, format_table, la_list, results_dir, set_threads, write_csv
-from ._finetune_report import M0, run_folder
+from ._finetune_report import M0, earlier_rows, run_folder, sample_std
 from .finetune_gain import SETTINGS
 from .quality_la import training_data
 
@@ -46,9 +45,8 @@ def final_networks_dice(run_dir: Path, validation) -> dict[str, float]:
 
 def fine_tuning_runs(out: Path) -> list[tuple[int, int, str]]:
     """(N, seed, run) of every fine-tuning run in ``out``'s ``per_run.csv`` (M0 left out)."""
-    with (out / "per_run.csv").open() as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] == "validation" and r["run"] != M0]
-    return list(dict.fromkeys((int(r["N"]), int(r["seed"]), r["run"]) for r in rows))
+    rows = earlier_rows(out / "per_run.csv", labeled=())
+    return list(dict.fromkeys((r["N"], r["seed"], r["run"]) for r in rows if r["run"] != M0))
 
 
 def target_rows(shared_data: str | Path, out: Path, downsample: int) -> list[dict]:
@@ -80,17 +78,13 @@ def targets_table(rows: list[dict]) -> list[dict]:
             if network != DEPLOYED:
                 leads = [dice[s] - deployed[s] for s in dice if s in deployed]
                 row[f"{network}, last step"] = _mean_std(list(dice.values()))
-                row[f"{network} − deployed (pts)"] = f"{np.mean(leads):+.1f} ± {_std(leads):.1f}"
+                row[f"{network} − deployed (pts)"] = f"{np.mean(leads):+.1f} ± {sample_std(leads):.1f}"
         table.append(row)
     return table
 
 
 def _mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.1f} ± {_std(values):.1f}"
-
-
-def _std(values: list[float]) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.1f} ± {sample_std(values):.1f}"
 
 
 def run(shared_data: str | Path, *, setting: str = "cpu", out: Path | None = None) -> list[dict]:

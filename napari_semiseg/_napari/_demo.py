@@ -26,8 +26,7 @@ from pathlib import Path
 
 from ..errors import SemisegError
 from ..samples import SampleProjectSpec, build_sample_project
-from ._demo_steps import bring_to_front as _bring_to_front, let_the_window_draw as _let_the_window_draw, \
-    train_and_predict as _train_and_predict
+from ._demo_steps import bring_to_front, let_the_window_draw, train_and_predict
 from ._readme_screenshots import LA_CASES as README_LA_CASES, TRAIN_ITERATIONS as README_ITERATIONS
 
 #: The dock widgets the demo opens, in order; Fine-tune shares a tabbed dock with Project.
@@ -131,21 +130,21 @@ def show(project_folder: Path, screenshot: Path | None, train_iterations: int = 
     panel.open_project(project_folder)
     case_id = _case_to_show(panel)
     panel.open_case(case_id)
-    _bring_to_front(panel)
+    bring_to_front(panel)
     if screenshot is None:
         napari.run()
         return 0
     if train_iterations > 0:
-        _let_the_window_draw()  # the first drawing of the window, before the run is measured
-        status = _train_and_predict(docked["Fine-tune"], docked["Predict"], train_iterations)
+        let_the_window_draw()  # the first drawing of the window, before the run is measured
+        status = train_and_predict(docked["Fine-tune"], docked["Predict"], train_iterations)
         if status:
             viewer.close()
             return status
-        _bring_to_front(docked["Fine-tune"])
+        bring_to_front(docked["Fine-tune"])
         docked["Fine-tune"].show_run()
-    _let_the_window_draw()
+    let_the_window_draw()
     viewer.reset_view()  # now that the window has its final size
-    _let_the_window_draw(0.5)
+    let_the_window_draw(0.5)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(screenshot), canvas_only=False)
     print(f"screenshot {screenshot}")

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import ProjectError, SemisegError
 from ..project import Project
 from ..samples import SampleProjectSpec, build_sample_project
+from ._demo_steps import bring_to_front, let_the_window_draw, train_and_predict, wait_until
 
 WINDOW_SIZE = (1400, 900)
 AUTHOR = "clinician"
@@ -110,9 +111,6 @@ def open_window(project_folder: Path):
 
 def take_screenshots(out_dir: Path, project_folder: Path, iterations: int = TRAIN_ITERATIONS) -> int:
     """Go through the loop in a window and save ``PICTURES`` into ``out_dir``; 0, or 1 on a failure."""
-    from ._demo_steps import bring_to_front as _bring_to_front, train_and_predict as _train_and_predict, \
-        wait_until as _wait_until
-
     viewer, panels = open_window(project_folder)
     project_panel, predict = panels["Project"], panels["Predict"]
     try:
@@ -120,29 +118,29 @@ def take_screenshots(out_dir: Path, project_folder: Path, iterations: int = TRAI
         project_panel.open_case(case_id)
         reference = project_panel.session.opened.image.label
         predict.save_check.setChecked(True)  # the prediction is kept: the clinician corrects it next
-        if _train_and_predict(panels["Fine-tune"], predict, iterations):
+        if train_and_predict(panels["Fine-tune"], predict, iterations):
             return 1
-        _wait_until(lambda: not project_panel.ranking.busy)
+        wait_until(lambda: not project_panel.ranking.busy)
         _show_plane(viewer, project_panel, atrium_plane(reference))
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        _bring_to_front(panels["Fine-tune"])
+        bring_to_front(panels["Fine-tune"])
         _scroll_to_end(panels["Fine-tune"].scroll)  # the run's plot and the new model version
         _save(viewer, out_dir / "finetune-panel.png")
-        _bring_to_front(predict)
+        bring_to_front(predict)
         _save(viewer, out_dir / "predict-panel.png")
 
         _correct_and_save(viewer, project_panel, case_id, reference)
-        _bring_to_front(project_panel)
+        bring_to_front(project_panel)
         _save(viewer, out_dir / "project-panel-saved.png")
 
-        _bring_to_front(panels["Soft-label correction"])
+        bring_to_front(panels["Soft-label correction"])
         if not _correct_soft_label(viewer, panels["Soft-label correction"]):
             return 1
         _save(viewer, out_dir / "inspect-panel.png")
         return 0
     finally:
-        _wait_until(lambda: not project_panel.ranking.busy, 60)  # its worker reports to the cases table
+        wait_until(lambda: not project_panel.ranking.busy, 60)  # its worker reports to the cases table
         viewer.close()
 
 
@@ -176,10 +174,8 @@ def _correct_and_save(viewer, project_panel, case_id: str, reference: np.ndarray
 
 def _correct_soft_label(viewer, inspect) -> bool:
     """Press Correct soft label and wait; select the corrected soft label. False when it failed."""
-    from ._demo_steps import wait_until as _wait_until
-
     job = inspect.correct()
-    done = job is not None and _wait_until(lambda: not job.running)
+    done = job is not None and wait_until(lambda: not job.running)
     if not done or inspect.inspection is None or not inspect.inspection.has_correction:
         print(f"screenshots: the soft label was not corrected: {inspect.status_label.text()}", file=sys.stderr)
         return False
@@ -194,10 +190,8 @@ def _scroll_to_end(scroll_area) -> None:
 
 
 def _save(viewer, path: Path) -> None:
-    from ._demo_steps import let_the_window_draw as _let_the_window_draw
-
     viewer.window.resize(*WINDOW_SIZE)
-    _let_the_window_draw(1.0)
+    let_the_window_draw(1.0)
     image = viewer.screenshot(str(path), canvas_only=False)
     if image.std() <= 10:
         raise SemisegError(f"{path}: the window screenshot is blank")
