@@ -36,17 +36,27 @@ def bulk_update(table: QTableWidget) -> Iterator[QTableWidget]:
         table.setUpdatesEnabled(True)
 
 
-def selection_table(columns) -> QTableWidget:
+def selection_table(columns, stretch: int | None = None) -> QTableWidget:
     """A read-only table of ``columns`` whose rows are selected whole, one at a time, its columns
-    sized to their contents and the last one stretched."""
+    sized to their contents and the last one stretched.
+
+    With ``stretch``, that column takes the width the others leave instead, and its text is elided
+    in the middle when it does not fit (long case ids differ at both ends): the table fits its
+    panel without scrolling sideways.
+    """
     table = QTableWidget(0, len(columns))
     table.setHorizontalHeaderLabels(columns)
     table.setEditTriggers(QAbstractItemView.NoEditTriggers)
     table.setSelectionBehavior(QAbstractItemView.SelectRows)
     table.setSelectionMode(QAbstractItemView.SingleSelection)
     table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeToContents)
+    if stretch is None:
+        header.setStretchLastSection(True)
+    else:
+        header.setSectionResizeMode(stretch, QHeaderView.Stretch)
+        table.setTextElideMode(Qt.ElideMiddle)
     return table
 
 
@@ -56,14 +66,18 @@ def rows_height(table: QTableWidget, rows: int) -> int:
     return header + rows * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth() + 16
 
 
-def fill_rows(table: QTableWidget, rows, bold_id=None) -> None:
+def fill_rows(table: QTableWidget, rows, bold_id=None, tips=None) -> None:
     """Replace a table's rows (sequences of cells); column 0's value becomes the row's id, and
-    the row whose id is ``bold_id`` is set in bold."""
+    the row whose id is ``bold_id`` is set in bold. ``tips``, one per row, are cell tooltips:
+    a string for the row's first cell, or a sequence with one per cell."""
     with bulk_update(table):
         table.setRowCount(len(rows))
         for r, row in enumerate(rows):
+            row_tips = _row_tips(tips[r] if tips else None, len(row))
             for c, value in enumerate(row):
                 item = QTableWidgetItem(str(value))
+                if row_tips[c]:
+                    item.setToolTip(row_tips[c])
                 if c == 0:
                     item.setData(Qt.UserRole, value)
                 if bold_id is not None and row[0] == bold_id:
@@ -71,6 +85,12 @@ def fill_rows(table: QTableWidget, rows, bold_id=None) -> None:
                     font.setBold(True)
                     item.setFont(font)
                 table.setItem(r, c, item)
+
+
+def _row_tips(tips, cells: int) -> list:
+    if tips is None or isinstance(tips, str):
+        return [tips] + [None] * (cells - 1)
+    return list(tips)
 
 
 def row_id(table: QTableWidget, row: int):

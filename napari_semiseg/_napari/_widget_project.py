@@ -9,6 +9,7 @@ in ``workflows`` (imports, export), whose generators run in workers (``_import_j
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,9 @@ from ._workers import GeneratorJob, describe_error, start_generator_job
 if TYPE_CHECKING:
     import napari
 
-CASE_COLUMNS = ("Case", "Shape z×y×x", "Split", "Latest", "Versions") + RANK_COLUMNS
+#: A case's shape is in its id's tooltip: at 1400×900 a shape column pushed Versions and the
+#: ranks out of sight.
+CASE_COLUMNS = ("Case", "Split", "Latest", "Versions") + RANK_COLUMNS
 SPLIT_COLUMN = CASE_COLUMNS.index("Split")
 #: What each split means to the user (the split combo's tooltips).
 SPLIT_HINTS = {"labelled": "trains the model with its label",
@@ -121,7 +124,7 @@ class ProjectWidget(JobPanel, QWidget):
                                    "when the original moves")
         self.cancel_button = button("Cancel", "Stop the import after the case being read; the cases before it stay",
                                     self.cancel)
-        self.cases_table = selection_table(CASE_COLUMNS)
+        self.cases_table = selection_table(CASE_COLUMNS, stretch=0)
         # Stacked under other panels the table would shrink to one row; keep a few visible.
         self.cases_table.setMinimumHeight(rows_height(self.cases_table, 5))
         self.cases_table.setToolTip("Double-click a case to open it; choose its split in the Split column")
@@ -404,8 +407,8 @@ class ProjectWidget(JobPanel, QWidget):
 
     def _fill_cases(self) -> None:
         rows = self.session.cases() if self.session.has_project else []
-        fill_rows(self.cases_table, [(c.id, "×".join(map(str, c.shape)), c.split, c.latest_kind or "—",
-                                  c.n_versions) for c in rows])
+        fill_rows(self.cases_table, [(c.id, c.split, c.latest_kind or "—", c.n_versions) for c in rows],
+                  tips=[_case_tip(c) for c in rows])
         for row, case in enumerate(rows):
             self.cases_table.setCellWidget(row, SPLIT_COLUMN, self._split_combo(case.id, case.split))
         self.ranking.refresh()
@@ -415,8 +418,9 @@ class ProjectWidget(JobPanel, QWidget):
         versions = self.session.history()
         opened_id = self.session.opened.version_id if self.session.opened else None
         fill_rows(self.history_table, [(v.id, v.kind, "—" if v.parent_id is None else v.parent_id,
-                                    v.voxels_changed, v.author or "—", _short_time(v.created))
-                                   for v in versions], bold_id=opened_id)
+                                    v.voxels_changed, v.author or "—", _local_minute(v.created))
+                                   for v in versions], bold_id=opened_id,
+                  tips=[[None] * 5 + [f"Saved {_local_time(v.created)}"] for v in versions])
         if versions:
             self.history_table.scrollToBottom()
         self._update_enabled()
@@ -481,6 +485,25 @@ def _describe_version(opened: OpenedCase) -> str:
     return f"label version {opened.version.id} ({opened.version.kind})"
 
 
-def _short_time(iso: str) -> str:
-    """'2025-11-23T14:02:11.123+00:00' → '2025-11-23 14:02:11'."""
-    return iso.replace("T", " ")[:19] if iso else "—"
+def _case_tip(case) -> str:
+    """'ab12: 88×140×183 voxels (z×y×x) of 0.625×0.625×0.625 mm, MR; double-click to open'."""
+    shape = "×".join(map(str, case.shape))
+    spacing = "×".join(f"{mm:g}" for mm in case.spacing)
+    return f"{case.id}: {shape} voxels (z×y×x) of {spacing} mm, {case.modality}; double-click to open"
+
+
+def _local_minute(iso: str) -> str:
+    """'2025-11-23T14:02:11.123+00:00' → '2025-11-23 15:02' in Berlin: the clinician's clock, to the
+    minute (seconds elided the date in the history's last column at 1400×900)."""
+    return _local_time(iso)[:16]
+
+
+def _local_time(iso: str) -> str:
+    """A stored UTC time on the local clock, to the second, with its zone."""
+    if not iso:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(iso).astimezone()
+    except ValueError:  # not a time this project wrote: show it as stored
+        return iso
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")

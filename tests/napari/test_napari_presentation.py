@@ -6,16 +6,19 @@ slider named after its axis, and tooltips a clinician can read.
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from qtpy.QtGui import QFontMetrics
 from qtpy.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QComboBox, QGroupBox, QLabel, QLineEdit,
                             QListWidget, QTableWidget, QWidget)
 
 from napari_semiseg._napari._plain_words import RESEARCHER_PROPERTY
 from napari_semiseg.engine.pseudo import correct_case_soft_label
 from napari_semiseg.project import Project
-from napari_panel_support import build_project, dock
+from napari_panel_support import build_project, dock, show_tab
 from soft_label_panel_support import phantom_truth, store_teacher
 
 pytestmark = pytest.mark.gui
@@ -131,6 +134,54 @@ def test_the_soft_label_histograms_show_both_axes_whole_at_1400x900(laptop_viewe
                and left.get_ylim()[0] <= t.get_position()[1] <= left.get_ylim()[1]]
     assert len(numbers) >= 2 and "1" in numbers, numbers
     assert plot.legend_texts() == ["gold background", "gold foreground"]
+
+
+#: A case id as long as the LA benchmark's.
+LONG_ID = "1GU15S0GJ6PFNARO469W"
+
+
+@pytest.fixture
+def berlin_clock(monkeypatch):
+    """The machine's clock in Berlin (UTC+1 in winter), for the length of one test."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_case_table_and_the_history_fit_the_project_panel_at_1400x900(
+        laptop_viewer, project_folder, qtbot, berlin_clock):
+    with Project.open(project_folder) as project:
+        phantom = project.case("la_phantom_00")
+        project.add_case(LONG_ID, phantom.image_path)
+        project.save_label(LONG_ID, project.load_label(project.label_versions("la_phantom_00")[-1].id), "gold")
+        saved_utc = project.label_versions(LONG_ID)[-1].created
+    viewer = laptop_viewer
+    panels = [dock(viewer, name, tabify=name != "Project")  # docked as the README's pictures dock them
+              for name in ("Project", "Fine-tune", "Predict", "Soft-label correction")]
+    project_panel = panels[0]
+    project_panel.open_project(project_folder)
+    project_panel.open_case(LONG_ID)
+    show_tab(project_panel)
+    _settle(qtbot)
+
+    cases = project_panel.cases_table
+    assert cases.horizontalScrollBar().maximum() == 0, "every column of the case table is in view"
+    header = cases.horizontalHeader()
+    assert sum(header.sectionSize(c) for c in range(cases.columnCount())) <= cases.viewport().width()
+    row = [cases.item(r, 0).text() for r in range(cases.rowCount())].index(LONG_ID)
+    assert cases.item(row, 0).toolTip().startswith(f"{LONG_ID}: 24×48×48 voxels (z×y×x)")
+
+    history = project_panel.history_table
+    assert history.horizontalScrollBar().maximum() == 0
+    shown = history.item(0, 5).text()
+    saved = datetime.fromisoformat(saved_utc)
+    assert shown == (saved + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M"), "saved on the local clock"
+    cut = [(history.horizontalHeaderItem(c).text(), history.item(0, c).text()) for c in range(history.columnCount())
+           if QFontMetrics(history.item(0, c).font()).horizontalAdvance(history.item(0, c).text()) + 8
+           > history.horizontalHeader().sectionSize(c)]
+    assert not cut, f"cells too narrow for their text (elided): {cut}"
 
 
 def test_the_slice_slider_is_named_after_its_axis(laptop_viewer, project_folder, qtbot):

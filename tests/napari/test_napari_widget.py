@@ -95,7 +95,9 @@ def test_open_paint_save_reopen_through_the_panel(viewer_and_panel, project_fold
     assert panel.history_table.rowCount() == 2
     row_of_case = [panel.cases_table.item(r, 0).text()
                    for r in range(panel.cases_table.rowCount())].index("la_phantom_00")
-    assert panel.cases_table.item(row_of_case, 3).text() == "corrected"
+    latest = [panel.cases_table.horizontalHeaderItem(c).text()
+              for c in range(panel.cases_table.columnCount())].index("Latest")
+    assert panel.cases_table.item(row_of_case, latest).text() == "corrected"
     _screenshot(viewer, qtbot, screenshots_dir / "project-panel-saved.png")
 
     # Back to the gold version from the history.
