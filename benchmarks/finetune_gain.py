@@ -124,32 +124,46 @@ def train_run(run_dir: Path, method: str, n_labeled: int, cases, setting: dict, 
               force: bool = False) -> Path:
     """Train one run into ``run_dir`` unless it already finished; returns the folder.
 
-    Every run of a setting shares the card's optimiser, learning rate and schedule over its own
-    ``iterations``; ``method_params`` are added to the method's defaults and ramps: fitted to
-    the run (``Method.schedule_for``), the consistency-weight ramps dropped for a run from M0
-    when ``ramps`` is ``"warm"`` (``warm_start``); ``lr`` replaces the card's learning rate.
+    The recipe is the product's (``workflows.train.effective_recipe``): M0 the card's, every run
+    from M0 a fine-tune on the card's optimiser, learning rate and schedule over its own
+    ``iterations``, whatever the method, so the control and the methods differ in the method
+    alone; ``method_params`` are added to the method's defaults and ramps: fitted to the run
+    (``Method.schedule_for``), the consistency-weight ramps dropped for a run from M0 unless
+    ``ramps`` is ``"fitted"``; ``lr`` replaces the card's learning rate.
     """
-    from napari_semiseg.engine.methods import get_method
-    from napari_semiseg.engine.training import TrainConfig, train
+    from napari_semiseg.engine.training import train
     if finished(run_dir) and not force:
         print(f"[finetune_gain] reusing finished run {run_dir}", flush=True)
         return run_dir
     for stale in ("events.jsonl", "checkpoint.pt", "best_model.pt", "model.pt"):
         (run_dir / stale).unlink(missing_ok=True)
-    warm_start = init_from is not None and ramps == "warm"
-    params = {**get_method(method).schedule_for(iterations, warm_start=warm_start), **(method_params or {})}
-    config = TrainConfig.from_card(setting_card(setting), run_dir, method=method, method_params=params,
-                                   iterations=iterations, validate_every=validate_every, checkpoint_every=0,
-                                   log_every=10, seed=seed, device=device, cache_volumes=len(cases),
-                                   init_from=None if init_from is None else str(init_from))
-    if lr is not None:
-        config = config.replace(lr=lr)
+    config = run_config(run_dir, method, setting, iterations=iterations, validate_every=validate_every, seed=seed,
+                        device=device, cached=len(cases), init_from=init_from, method_params=method_params,
+                        ramps=ramps, lr=lr)
     started = time.perf_counter()
     result = train(config, training_data(cases, n_labeled, setting["downsample"]))
     print(f"[finetune_gain] {run_dir}: {result.status} after {result.iteration} steps in "
           f"{time.perf_counter() - started:.0f} s, best validation Dice "
           f"{result.metrics.get('best_validation_dice', result.metrics.get('validation_dice'))}", flush=True)
     return run_dir
+
+
+def run_config(run_dir: Path, method: str, setting: dict, *, iterations: int, validate_every: int, seed: int,
+               device: str, cached: int, init_from: Path | None = None, method_params: dict | None = None,
+               ramps: str = "warm", lr: float | None = None):
+    """The ``TrainConfig`` of one run (see ``train_run``)."""
+    from napari_semiseg.engine.methods import get_method
+    from napari_semiseg.engine.training import TrainConfig
+    from napari_semiseg.workflows.train import effective_recipe
+    card = setting_card(setting)
+    recipe = effective_recipe(card, method, iterations, warm_start=init_from is not None)
+    params = {**recipe.method_params, **(method_params or {})}
+    if ramps == "fitted":  # the ramps as from scratch, fitted to the K steps
+        params.update(get_method(method).schedule_for(iterations))
+    config = TrainConfig.from_card(card, run_dir, **recipe.settings, method=method, method_params=params)
+    return config.replace(validate_every=validate_every, checkpoint_every=0, log_every=10, seed=seed, device=device,
+                          cache_volumes=cached, init_from=None if init_from is None else str(init_from),
+                          **({} if lr is None else {"lr": lr}))
 
 
 def plc_kd_params(m0_run: Path, run_dir: Path, n_labeled: int, cases, setting: dict, device: str) -> dict:

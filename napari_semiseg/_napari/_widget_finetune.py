@@ -83,6 +83,7 @@ class FineTuneWidget(PanelStatus, QWidget):
         # A short window scrolls the panel rather than squeezing the plot under its neighbours.
         self.scroll = scroll_panel(self, content, MIN_FORM_HEIGHT)
         self._recipe_shown = False
+        self._recipe_warm: bool | None = None  # the start the form's recipe is for; None: none shown yet
         self.card_combo.setCurrentIndex(max(self.card_combo.findText("cpu-small"), 0))
         self._on_recipe_changed()
 
@@ -123,7 +124,7 @@ class FineTuneWidget(PanelStatus, QWidget):
         self.start_from_combo.setToolTip("Fine-tune a model version (it becomes the parent), or train a "
                                          "fresh network")
         self._start_from_picked = False  # until the user picks one, follow the active model
-        self.start_from_combo.activated.connect(lambda _index: setattr(self, "_start_from_picked", True))
+        self.start_from_combo.activated.connect(lambda _index: self._start_from_chosen())
         recipe = QFormLayout()
         recipe.addRow("Network (card)", self.card_combo)
         recipe.addRow("Method", self.method_combo)
@@ -357,7 +358,24 @@ class FineTuneWidget(PanelStatus, QWidget):
             title.setText(f"{what}: {len(_checked(widget))} of {widget.count()}")
         self._update_enabled()
 
+    def _start_from_chosen(self) -> None:
+        self._start_from_picked = True
+        self._follow_start_from()
+
+    def _follow_start_from(self) -> None:
+        """A fine-tune and a fresh network have different recipes (``effective_recipe``): show the
+        one of the current choice."""
+        if self._recipe_warm is not None and self._warm_start() != self._recipe_warm:
+            self._show_recipe()
+
+    def _warm_start(self) -> bool:
+        return self.start_from_combo.currentData() is not None
+
     def _refresh_start_from(self) -> None:
+        self._fill_start_from()
+        self._follow_start_from()
+
+    def _fill_start_from(self) -> None:
         chosen = self.start_from_combo.currentData()
         self.start_from_combo.clear()
         self.start_from_combo.addItem(FRESH, None)
@@ -373,17 +391,23 @@ class FineTuneWidget(PanelStatus, QWidget):
             self.start_from_combo.setCurrentIndex(max(self.start_from_combo.findData(active), 0))
 
     def _on_recipe_changed(self, card_changed: bool = False) -> None:
-        """A card or method change: its hyperparameters, iterations and models to start from."""
+        """A card or method change: the models to start from, then the hyperparameters and iterations."""
         card = self._card()
         if card_changed or not self._recipe_shown:
             self._recipe_shown = True
             self._show_method(card.training.method)  # a card comes with its default method
+        self._fill_start_from()  # the card decides which models can be fine-tuned
+        self._show_recipe()
+
+    def _show_recipe(self) -> None:
+        """The effective recipe of the card, the method and the start (fresh or fine-tune) in the form."""
+        card, warm = self._card(), self._warm_start()
         try:
-            recipe = effective_recipe(card, self.method_combo.currentText(),
-                                      warm_start=self.start_from_combo.currentData() is not None)
+            recipe = effective_recipe(card, self.method_combo.currentText(), warm_start=warm)
         except SemisegError as error:
             self._report_error(str(error))
             return
+        self._recipe_warm = warm
         self.iterations_spin.blockSignals(True)  # the form below is fitted to it once
         self.iterations_spin.setValue(recipe.iterations)
         self.iterations_spin.blockSignals(False)
@@ -393,7 +417,6 @@ class FineTuneWidget(PanelStatus, QWidget):
         self.lr_edit.setText(format_param(settings["lr"]))
         self.validate_spin.setValue(settings["validate_every"] or recipe.iterations)
         self.recipe_label.setText(_describe_recipe(recipe, card))
-        self._refresh_start_from()
 
     def _fit_ramps(self, iterations: int) -> None:
         """The ramp lengths (``Method.schedule_for``) follow the number of iterations."""
@@ -430,8 +453,9 @@ def _describe_recipe(recipe, card) -> str:
     settings = recipe.settings
     schedule = settings["schedule"] + (f" over {settings['poly_horizon']} steps"
                                        if settings["schedule"] == "poly" and settings.get("poly_horizon") else "")
-    source = (f"The {recipe.method} paper's recommended settings" if recipe.source == "method"
-              else f"The recommended settings of {card.name}")
+    source = {"method": f"The {recipe.method} paper's recommended settings",
+              "fine-tune": f"Fine-tuning the chosen model: the recommended settings of {card.name}, the same for "
+                           "every method"}.get(recipe.source, f"The recommended settings of {card.name}")
     return (f"{source}: {settings['iterations']} steps, learning rate {format_param(settings['lr'])} "
             f"({settings['optimizer']} optimiser, {schedule} schedule). Your changes below win and are kept "
             "with the model version.")

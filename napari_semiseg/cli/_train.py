@@ -13,8 +13,9 @@ model version (see ``napari_semiseg.workflows.train`` and ``workflows.cases``). 
   out unless asked.
 - unlabelled: every other case outside splits "validation" and "test".
 - recipe: the card's, then the method's published one (``semiseg methods``) when the card is
-  not that method's own, then ``--iterations``/``--param``/``--precision``; ramps keep their
-  share of a shortened run. What was set on the command line is recorded with the model version.
+  not that method's own and the run starts from a fresh network (a fine-tune, ``--init-from``,
+  keeps the card's for every method), then ``--iterations``/``--param``/``--precision``; ramps
+  keep their share of a shortened run. What was set on the command line is recorded with the model version.
 
 The run's folder is ``runs/train-<time>-<pid>/`` in the project (config, JSON-lines events,
 checkpoints, model). Ctrl-C (SIGINT) or SIGTERM stops between two steps: the weights and a
@@ -55,7 +56,7 @@ def register(subparsers) -> None:
                     "cases with a gold or corrected label; validation: --validation-cases, else the last "
                     "K labelled cases with --validation-count K, else split 'validation'; unlabelled: the "
                     "rest (split 'test' excluded). The recipe: the card's, then the method's published "
-                    "one, then your settings. Ctrl-C stops and keeps the weights; --resume RUN_ID continues.",
+                    "one (from a fresh network; a fine-tune keeps the card's), then your settings. Ctrl-C stops and keeps the weights; --resume RUN_ID continues.",
         formatter_class=MethodNamesHelp)
     add_project_argument(parser)
     parser.add_argument("--card", metavar="NAME|PATH",
@@ -66,7 +67,8 @@ def register(subparsers) -> None:
                              "semiseg methods describes each)")
     parser.add_argument("--iterations", type=positive_int, metavar="N",
                         help="optimiser steps in total (default: the recipe's: the method's published "
-                             "run, or the card's when the card is the method's own; with --resume, the new total)")
+                             "run, or the card's when the card is the method's own or the run a fine-tune; "
+                             "with --resume, the new total)")
     add_labelled_count_argument(parser, type=positive_int,
                                 help="use only the first N labelled cases (the others count as unlabelled)")
     parser.add_argument("--device", default=None,

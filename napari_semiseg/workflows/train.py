@@ -7,8 +7,12 @@
   (``Method.recommended_training()``: optimiser, learning rate, schedule, iterations) unless the
   card is that method's own, then the user's settings; the user wins. Ramps counted in steps
   keep their share of the run (``Method.schedule_for``), which changes them only when the run
-  is shorter (or longer) than the published one; a run that starts from a trained model drops
-  the consistency-weight ramps (its unsupervised terms weigh fully from the first step).
+  is shorter (or longer) than the published one. A **fine-tune** (a run that starts from a
+  trained model) takes the card's recipe whatever the method, and drops the consistency-weight
+  ramps (its unsupervised terms weigh fully from the first step): the published recipes are
+  from-scratch recipes (UA-MT's 6000 SGD steps at 0.01 from random weights), and what
+  ``benchmarks/finetune_gain`` measured gaining over more supervised steps is every method on
+  the card's recipe, its control too (``benchmarks/RESULTS.md`` §8, §11).
 - ``open_run`` gives the run its folder ``runs/train-<time>-<pid>`` and records the run (kind
   ``"train"``, the folder in its configuration); ``plan_resume`` continues a stopped run in its own folder
   (one folder, one event log, one curve per run) when that folder lies in the project, else in
@@ -107,8 +111,9 @@ class Recipe:
         settings: every recipe field of ``TrainConfig`` (optimizer, lr, schedule, iterations, ...).
         method_params: the hyperparameters that differ from the method's defaults: the ramps
             fitted to the run's length, then the card's own values when the card names this method.
-        source: "card" (the card names this method, or the method publishes no recipe) or
-            "method" (the method's published recipe over the card's).
+        source: "card" (the card names this method, or the method publishes no recipe),
+            "method" (the method's published recipe over the card's) or "fine-tune" (a run from
+            a trained model: the card's recipe, whatever the method).
     """
 
     method: str
@@ -129,8 +134,8 @@ class Recipe:
 def effective_recipe(card, method: str | None = None, iterations: int | None = None, *,
                      warm_start: bool = False) -> Recipe:
     """The recipe a run of ``method`` with ``card`` gets (see the module docstring); ``warm_start``:
-    the run starts from a trained model, so the consistency-weight ramps are dropped
-    (``Method.schedule_for``; docs/METHODS.md §8).
+    the run starts from a trained model, so it is a fine-tune on the card's recipe with the
+    consistency-weight ramps dropped (``Method.schedule_for``; docs/METHODS.md §8).
 
     Raises:
         SemisegError: an unknown method.
@@ -142,14 +147,15 @@ def effective_recipe(card, method: str | None = None, iterations: int | None = N
     own = method == card.training.method
     settings = {f.name: getattr(card.training, f.name) for f in dataclasses.fields(card.training)
                 if f.name not in ("method", "method_params")}
-    published = {} if own else dict(method_class.recommended_training())
+    published = {} if own or warm_start else dict(method_class.recommended_training())
     settings.update(published)
     if iterations is not None:
         settings["iterations"] = int(iterations)
     params = dict(method_class.schedule_for(settings["iterations"], warm_start=warm_start))
     if own:
         params.update(card.training.method_params)
-    return Recipe(method, settings, params, "method" if published else "card")
+    source = "fine-tune" if warm_start else "method" if published else "card"
+    return Recipe(method, settings, params, source)
 
 
 @dataclass(frozen=True)

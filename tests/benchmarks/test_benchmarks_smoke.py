@@ -224,6 +224,24 @@ def _la_cases(root: Path) -> list[tuple[str, Path]]:
     return [(case, root / "data" / "LA" / "2018LA_Seg_Training Set" / case / "mri_norm2.h5") for case in CASES]
 
 
+def test_finetune_gain_fine_tunes_with_the_recipe_the_product_plans(tmp_path):
+    """What the benchmark measures is what the Fine-tune panel and ``semiseg train --init-from``
+    run: the same optimiser, schedule and hyperparameters for a K-step fine-tune from M0."""
+    from napari_panel_support import build_project, register_model
+    from napari_semiseg.workflows.train import TrainRequest, plan_training
+    setting = finetune_gain.SETTINGS["cpu"]
+    with Project.open(build_project(tmp_path / "project")) as project:
+        parent = register_model(project, tmp_path, card=load_card(setting["card"]), activate=False)
+        for method in ("ua-mt", "mean-teacher", "dual-branch-kd", "supervised"):
+            planned = plan_training(project, TrainRequest(method=method, iterations=150, start_from=parent.id)).config
+            measured = finetune_gain.run_config(tmp_path / method, method, setting, iterations=150, validate_every=50,
+                                                seed=1337, device="cpu", cached=1, init_from=parent.checkpoint_path)
+            for field in ("optimizer", "lr", "schedule", "poly_power", "poly_horizon", "weight_decay", "iterations",
+                          "batch_labeled", "batch_unlabeled"):
+                assert getattr(measured, field) == getattr(planned, field), (method, field)
+            assert measured.method_params == planned.method_params, method
+
+
 def test_finetune_gain_pairs_each_methods_gain_with_the_control_of_its_seed():
     per_run = [{"split": "validation", "N": 8, "seed": seed, "run": run, "dice": dice, "train_s": 1.0}
                for seed, dice_by_run in ((1, {"m0": 0.50, "control": 0.52, "ua-mt": 0.56}),

@@ -135,6 +135,31 @@ def test_the_form_shows_the_methods_published_recipe_and_the_users_edits_win(pan
     assert (config.optimizer, config.lr, config.schedule, config.iterations) == ("adamw", 0.002, "poly", 1400)
 
 
+def test_a_fine_tune_shows_the_cards_recipe_and_a_fresh_network_the_methods(panels, project_folder, tmp_path):
+    """From a trained model the form shows the card's recipe for every method (what the fine-tune
+    gain benchmark measured); switching to a fresh network brings the method's published one."""
+    _viewer, _project_panel, panel = panels
+    with Project.open(project_folder) as project:
+        model = register_model(project, tmp_path)  # cpu-small, active: the default parent
+    panel.session.notify("models")
+    panel.method_combo.setCurrentText("ua-mt")
+    assert panel.start_from_combo.currentData() == model.id
+    assert (panel.optimizer_combo.currentText(), float(panel.lr_edit.text()), panel.iterations_spin.value()) == (
+        "adamw", 1e-3, 300)
+    assert panel.recipe_label.text().startswith("Fine-tuning the chosen model: the recommended settings of cpu-small")
+    with Project.open(project_folder) as project:
+        config = plan_training(project, panel.request()).config
+    assert (config.optimizer, config.lr, config.iterations, config.method_params["consistency_rampup"]) == (
+        "adamw", 1e-3, 300, 0)
+
+    panel.start_from_combo.setCurrentIndex(panel.start_from_combo.findData(None))
+    panel.start_from_combo.activated.emit(panel.start_from_combo.currentIndex())  # as a user's pick
+    assert (panel.optimizer_combo.currentText(), float(panel.lr_edit.text()), panel.iterations_spin.value()) == (
+        "sgd", 0.01, 6000)
+    assert "ua-mt paper's recommended settings" in panel.recipe_label.text()
+    assert panel.request().settings == {} and panel.request().iterations is None, "nothing changed: no override"
+
+
 def test_fine_tune_trains_in_a_child_process_plots_live_and_registers_a_model(
         panels, project_folder, tmp_path, qtbot, screenshots_dir):
     viewer, project_panel, panel = panels

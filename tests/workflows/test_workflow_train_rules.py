@@ -3,6 +3,8 @@
 - Choosing a method applies its published recipe: ``--card la-vnet --method crossmatch`` trains
   with CrossMatch's AdamW 1e-3 and poly decay over its 14000 steps, not the card's SGD 0.01 for
   6000; what the user sets wins, and only a shortened run rescales the ramps.
+- A fine-tune (``--init-from``) keeps the card's recipe whatever the method: the recipe the
+  fine-tune-gain benchmark measured, control and methods alike.
 - Validation cases are the ones a person marks: nothing is carved out of the labelled cases
   unless asked, so every labelled case trains and the Fine-tune panel's pools agree.
 """
@@ -100,3 +102,21 @@ def test_a_fine_tune_from_a_model_weighs_the_consistency_fully_from_its_first_st
     assert warm.config.method_params["consistency_rampup"] == 0
     assert warm.config.method_params["rampup_period"] == fresh.config.method_params["rampup_period"] == 4
     assert warm.overrides == {"iterations": 150}, "the dropped ramp is the recipe's, not the user's"
+
+
+def test_a_fine_tune_keeps_the_cards_recipe_whatever_the_method(project, tmp_path):
+    """UA-MT's published recipe is 6000 SGD steps at 0.01 from random weights; a fine-tune from a
+    cpu-small model runs the card's AdamW 1e-3 with poly decay over the card's 300 steps, as the
+    supervised control of ``benchmarks/finetune_gain`` does."""
+    from napari_panel_support import register_model
+    from napari_semiseg.engine.cards import load_card
+    card = load_card("cpu-small").training
+    parent = register_model(project, tmp_path, card=load_card("cpu-small"), activate=False)
+    fresh = cli_plan(project, "--card", "cpu-small", "--method", "ua-mt").config
+    assert (fresh.optimizer, fresh.lr, fresh.schedule, fresh.iterations) == ("sgd", 0.01, "step", 6000)
+    for method in ("ua-mt", "crossmatch", "supervised"):
+        plan = cli_plan(project, "--method", method, "--init-from", parent.id)
+        config = plan.config
+        assert (config.optimizer, config.lr, config.schedule, config.iterations) == (
+            card.optimizer, card.lr, card.schedule, card.iterations) == ("adamw", 1e-3, "poly", 300), method
+        assert plan.record["recipe"] == "fine-tune" and plan.overrides == {}
