@@ -6,7 +6,16 @@ from dataclasses import dataclass
 
 from ..workflows.models import card_name
 
-MODEL_COLUMNS = ("Model", "Network", "Method", "Parent", "Val. Dice", "Iterations", "Status", "Active")
+#: Short headers (``HEADER_TIPS`` say them in full): at 1400×900 "Val. Dice" and "Iterations" pushed
+#: Active out of the Fine-tune panel.
+MODEL_COLUMNS = ("#", "Network", "Method", "From", "Dice", "Steps", "Status", "Active")
+HEADER_TIPS = {"#": "The model version", "Network": "The network and how it reads a volume (its model card)",
+               "Method": "How it was trained", "From": "The version it was fine-tuned from",
+               "Dice": "Validation Dice of the weights it keeps, at the end of its run",
+               "Steps": "Training steps done", "Status": "finished, or stopped before its last step",
+               "Active": "The model Predict and Pseudo-label use"}
+#: The column that gives way (its text elided in the middle) when the panel is narrow.
+STRETCHED_COLUMN = MODEL_COLUMNS.index("Method")
 
 
 @dataclass(frozen=True)
@@ -61,4 +70,4 @@ def describe_model(model) -> str:
     return f"#{row.id} {row.card} · {row.method}{dice}"
 
 
-__all__ = ["MODEL_COLUMNS", "ModelRow", "describe_model", "model_rows"]
+__all__ = ["HEADER_TIPS", "MODEL_COLUMNS", "STRETCHED_COLUMN", "ModelRow", "describe_model", "model_rows"]

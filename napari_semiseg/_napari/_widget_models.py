@@ -11,7 +11,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
 from ..errors import SemisegError
-from ._model_rows import MODEL_COLUMNS, model_rows
+from ._model_rows import HEADER_TIPS, MODEL_COLUMNS, STRETCHED_COLUMN, model_rows
 from ._tables import fill_rows, row_id, row_ids, select_row, selected_id, selection_table
 
 
@@ -21,10 +21,12 @@ class ModelsSection(QGroupBox):
     def __init__(self, session, parent=None):
         super().__init__("Model versions", parent)
         self.session = session
-        self.table = selection_table(MODEL_COLUMNS)
+        self.table = selection_table(MODEL_COLUMNS, stretch=STRETCHED_COLUMN)
+        for column, name in enumerate(MODEL_COLUMNS):
+            self.table.horizontalHeaderItem(column).setToolTip(HEADER_TIPS[name])
         self.table.setMinimumHeight(120)  # a few versions in view
         self.table.setToolTip("Every fine-tune is a new version; make any of them active again "
-                              "to roll back. Val. Dice: on the validation cases at the end of its run.")
+                              "to roll back (hover over a column's header for what it shows)")
         self.activate_button = QPushButton("Make active")
         self.activate_button.setToolTip("Make the selected version the model that Predict and Pseudo-label use; "
                                         "any earlier version can be made active again")

@@ -16,9 +16,10 @@ from qtpy.QtWidgets import (QAbstractButton, QAbstractSpinBox, QApplication, QCo
                             QListWidget, QTableWidget, QWidget)
 
 from napari_semiseg._napari._plain_words import RESEARCHER_PROPERTY
+from napari_semiseg.engine.cards import load_card
 from napari_semiseg.engine.pseudo import correct_case_soft_label
 from napari_semiseg.project import Project
-from napari_panel_support import build_project, dock, show_tab
+from napari_panel_support import build_project, dock, save_network_as_model, show_tab
 from soft_label_panel_support import phantom_truth, store_teacher
 
 pytestmark = pytest.mark.gui
@@ -150,17 +151,27 @@ def berlin_clock(monkeypatch):
     time.tzset()
 
 
-def test_the_case_table_and_the_history_fit_the_project_panel_at_1400x900(
-        laptop_viewer, project_folder, qtbot, berlin_clock):
+def _elided_cells(table: QTableWidget, row: int) -> list:
+    """(header, text) of the cells of ``row`` too narrow for their text (drawn elided)."""
+    return [(table.horizontalHeaderItem(c).text(), table.item(row, c).text()) for c in range(table.columnCount())
+            if QFontMetrics(table.item(row, c).font()).horizontalAdvance(table.item(row, c).text()) + 8
+            > table.horizontalHeader().sectionSize(c)]
+
+
+def test_the_panels_tables_fit_their_panels_at_1400x900(laptop_viewer, project_folder, qtbot, tmp_path,
+                                                         berlin_clock):
     with Project.open(project_folder) as project:
         phantom = project.case("la_phantom_00")
         project.add_case(LONG_ID, phantom.image_path)
         project.save_label(LONG_ID, project.load_label(project.label_versions("la_phantom_00")[-1].id), "gold")
         saved_utc = project.label_versions(LONG_ID)[-1].created
+        model_file = save_network_as_model(tmp_path / "model.pt", load_card("cpu-small"))
+        project.register_model(load_card("cpu-small").to_dict(), model_file, method="dual-branch-kd", config={},
+                               metrics={"status": "finished", "validation_dice": 0.8123, "iterations": 6000})
     viewer = laptop_viewer
     panels = [dock(viewer, name, tabify=name != "Project")  # docked as the README's pictures dock them
               for name in ("Project", "Fine-tune", "Predict", "Soft-label correction")]
-    project_panel = panels[0]
+    project_panel, finetune = panels[0], panels[1]
     project_panel.open_project(project_folder)
     project_panel.open_case(LONG_ID)
     show_tab(project_panel)
@@ -178,10 +189,16 @@ def test_the_case_table_and_the_history_fit_the_project_panel_at_1400x900(
     shown = history.item(0, 5).text()
     saved = datetime.fromisoformat(saved_utc)
     assert shown == (saved + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M"), "saved on the local clock"
-    cut = [(history.horizontalHeaderItem(c).text(), history.item(0, c).text()) for c in range(history.columnCount())
-           if QFontMetrics(history.item(0, c).font()).horizontalAdvance(history.item(0, c).text()) + 8
-           > history.horizontalHeader().sectionSize(c)]
-    assert not cut, f"cells too narrow for their text (elided): {cut}"
+    assert not _elided_cells(history, 0)
+
+    show_tab(finetune)
+    finetune.scroll.ensureWidgetVisible(finetune.models.table)
+    _settle(qtbot)
+    models = finetune.models.table
+    assert models.horizontalScrollBar().maximum() == 0, "the Active column is in view"
+    assert [models.item(0, c).text() for c in range(models.columnCount())] == [
+        "1", "cpu-small", "dual-branch-kd", "—", "0.812", "6000", "finished", "●"]
+    assert not _elided_cells(models, 0)
 
 
 def test_the_slice_slider_is_named_after_its_axis(laptop_viewer, project_folder, qtbot):
