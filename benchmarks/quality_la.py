@@ -341,11 +341,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    parser.add_argument("--seed", type=int, default=1337,
+                        help="every run's seed (another seed: another results folder, SEMISEG_BENCH_RESULTS)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     run(args.shared_data, setting=args.setting, labeled=args.labeled, methods=args.methods,
         upper_bound=not args.no_upper_bound, iterations=args.iterations, validate_every=args.validate_every,
-        eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, force=args.force)
+        eval_root=args.eval_root, eval_list=args.eval_list, device=args.device, force=args.force, seed=args.seed)
 
 
 if __name__ == "__main__":
