@@ -14,7 +14,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_semiseg._napari._widget_predict import MODEL_FILE
-from napari_semiseg._napari._widget_project import SPLIT_COLUMN
+from napari_semiseg._napari._widget_project import CASE_COLUMNS, SPLIT_COLUMN
 from napari_semiseg.engine.cards import load_card
 from napari_semiseg.io import Volume, read_volume, write_label, write_volume
 from napari_semiseg.project import Project
@@ -59,7 +59,8 @@ def _wait(job, qtbot) -> None:
 
 def _rows(table) -> list[tuple[str, str, str]]:
     """(case, split, latest kind) as the cases table shows them."""
-    return [(table.item(r, 0).text(), table.cellWidget(r, SPLIT_COLUMN).currentText(), table.item(r, 3).text())
+    latest = CASE_COLUMNS.index("Latest")
+    return [(table.item(r, 0).text(), table.cellWidget(r, SPLIT_COLUMN).currentText(), table.item(r, latest).text())
             for r in range(table.rowCount())]
 
 
