@@ -157,9 +157,9 @@ def run_config(run_dir: Path, method: str, setting: dict, *, iterations: int, va
     from napari_semiseg.workflows.train import effective_recipe
     card = setting_card(setting)
     recipe = effective_recipe(card, method, iterations, warm_start=init_from is not None)
-    params = {**recipe.method_params, **(method_params or {})}
-    if ramps == "fitted":  # the ramps as from scratch, fitted to the K steps
-        params.update(get_method(method).schedule_for(iterations))
+    # "fitted": the ramps as from scratch, fitted to the K steps; the caller's parameters win either way.
+    ramp_params = get_method(method).schedule_for(iterations) if ramps == "fitted" else {}
+    params = {**recipe.method_params, **ramp_params, **(method_params or {})}
     config = TrainConfig.from_card(card, run_dir, **recipe.settings, method=method, method_params=params)
     return config.replace(validate_every=validate_every, checkpoint_every=0, log_every=10, seed=seed, device=device,
                           cache_volumes=cached, init_from=None if init_from is None else str(init_from),

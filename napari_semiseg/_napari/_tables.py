@@ -68,15 +68,15 @@ def rows_height(table: QTableWidget, rows: int) -> int:
 
 def fill_rows(table: QTableWidget, rows, bold_id=None, tips=None) -> None:
     """Replace a table's rows (sequences of cells); column 0's value becomes the row's id, and
-    the row whose id is ``bold_id`` is set in bold. ``tips``, one per row, are cell tooltips:
-    a string for the row's first cell, or a sequence with one per cell."""
+    the row whose id is ``bold_id`` is set in bold. ``tips``, one ``{column: tooltip}`` per row,
+    are cell tooltips."""
     with bulk_update(table):
         table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            row_tips = _row_tips(tips[r] if tips else None, len(row))
+            row_tips = tips[r] if tips else {}
             for c, value in enumerate(row):
                 item = QTableWidgetItem(str(value))
-                if row_tips[c]:
+                if c in row_tips:
                     item.setToolTip(row_tips[c])
                 if c == 0:
                     item.setData(Qt.UserRole, value)
@@ -85,12 +85,6 @@ def fill_rows(table: QTableWidget, rows, bold_id=None, tips=None) -> None:
                     font.setBold(True)
                     item.setFont(font)
                 table.setItem(r, c, item)
-
-
-def _row_tips(tips, cells: int) -> list:
-    if tips is None or isinstance(tips, str):
-        return [tips] + [None] * (cells - 1)
-    return list(tips)
 
 
 def row_id(table: QTableWidget, row: int):

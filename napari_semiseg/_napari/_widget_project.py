@@ -51,6 +51,7 @@ MODALITIES = ("MR", "CT")
 #: How Export writes the label: ``workflows.export.LABEL_FORMATS`` as the user reads them.
 LABEL_FORMAT_NAMES = {"NIfTI": "nifti", "DICOM-SEG": "dicom-seg"}
 HISTORY_COLUMNS = ("Version", "Kind", "Parent", "Changed", "Author", "Saved")
+SAVED_COLUMN = HISTORY_COLUMNS.index("Saved")
 
 
 def _reports_errors(method):
@@ -408,7 +409,7 @@ class ProjectWidget(JobPanel, QWidget):
     def _fill_cases(self) -> None:
         rows = self.session.cases() if self.session.has_project else []
         fill_rows(self.cases_table, [(c.id, c.split, c.latest_kind or "—", c.n_versions) for c in rows],
-                  tips=[_case_tip(c) for c in rows])
+                  tips=[{0: _case_tip(c)} for c in rows])
         for row, case in enumerate(rows):
             self.cases_table.setCellWidget(row, SPLIT_COLUMN, self._split_combo(case.id, case.split))
         self.ranking.refresh()
@@ -420,7 +421,7 @@ class ProjectWidget(JobPanel, QWidget):
         fill_rows(self.history_table, [(v.id, v.kind, "—" if v.parent_id is None else v.parent_id,
                                     v.voxels_changed, v.author or "—", _local_minute(v.created))
                                    for v in versions], bold_id=opened_id,
-                  tips=[[None] * 5 + [f"Saved {_local_time(v.created)}"] for v in versions])
+                  tips=[{SAVED_COLUMN: f"Saved {_local_time(v.created)}"} for v in versions])
         if versions:
             self.history_table.scrollToBottom()
         self._update_enabled()

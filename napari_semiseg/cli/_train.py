@@ -56,7 +56,8 @@ def register(subparsers) -> None:
                     "cases with a gold or corrected label; validation: --validation-cases, else the last "
                     "K labelled cases with --validation-count K, else split 'validation'; unlabelled: the "
                     "rest (split 'test' excluded). The recipe: the card's, then the method's published "
-                    "one (from a fresh network; a fine-tune keeps the card's), then your settings. Ctrl-C stops and keeps the weights; --resume RUN_ID continues.",
+                    "one (from a fresh network; a fine-tune keeps the card's), then your settings. Ctrl-C "
+                    "stops and keeps the weights; --resume RUN_ID continues.",
         formatter_class=MethodNamesHelp)
     add_project_argument(parser)
     parser.add_argument("--card", metavar="NAME|PATH",
